@@ -1,0 +1,392 @@
+/*  rcd_db.c - libpq behind a small class.
+
+    Reconnects lazily: a call that finds the connection bad resets it, at
+    most once per backoff period (doubling from 100 ms to 5 s), so a
+    PostgreSQL restart costs failed calls, not a blocked service.
+*/
+#include "rcd_db.h"
+#include "rcd_log.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RCD_DB_BACKOFF_MIN_MS 100
+#define RCD_DB_BACKOFF_MAX_MS 5000
+
+typedef struct s_stmt {
+    char *name;
+    char *sql;
+    uint64_t prepared_gen; /* connection generation it was prepared on */
+    struct s_stmt *next;
+} s_stmt_t;
+
+struct rcd_db {
+    char *url;
+    PGconn *conn;
+    uint64_t gen;           /* bumped on every successful (re)connect */
+    int64_t retry_at_ms;    /* no reconnect attempt before this */
+    int backoff_ms;         /* next backoff */
+    s_stmt_t *stmts;        /* registered statements */
+    char error[512];        /* last error text */
+    char sqlstate[6];       /* last SQLSTATE */
+};
+
+static int64_t
+s_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_set_error (rcd_db_t *self, const char *text, const char *state)
+{
+    snprintf (self->error, sizeof self->error, "%s", text ? text : "");
+    size_t n = strcspn (self->error, "\n");
+    self->error[n] = 0;
+    snprintf (self->sqlstate, sizeof self->sqlstate, "%s",
+              state ? state : "");
+}
+
+/*  Suppresses libpq's notices (they would break our JSON log lines). */
+static void
+s_notice_ignore (void *arg, const char *message)
+{
+    (void) arg;
+    (void) message;
+}
+
+/*  Connects (or reconnects) when the connection is down and backoff
+    allows. Returns true when connected. */
+static bool
+s_ensure_connected (rcd_db_t *self)
+{
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK)
+        return true;
+    int64_t now = s_mono_ms ();
+    if (now < self->retry_at_ms) {
+        s_set_error (self, "database unavailable (backing off)", "08006");
+        return false;
+    }
+    if (self->conn)
+        PQfinish (self->conn);
+    self->conn = PQconnectdb (self->url);
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
+        PQsetNoticeProcessor (self->conn, s_notice_ignore, NULL);
+        self->gen++;
+        self->backoff_ms = RCD_DB_BACKOFF_MIN_MS;
+        self->retry_at_ms = 0;
+        return true;
+    }
+    s_set_error (self, self->conn ? PQerrorMessage (self->conn) : "no memory",
+                 "08006");
+    rcd_log_warn ("db: connect failed", "{s:s, s:i}", "error", self->error,
+                  "retry_ms", self->backoff_ms);
+    self->retry_at_ms = now + self->backoff_ms;
+    self->backoff_ms *= 2;
+    if (self->backoff_ms > RCD_DB_BACKOFF_MAX_MS)
+        self->backoff_ms = RCD_DB_BACKOFF_MAX_MS;
+    return false;
+}
+
+rcd_db_t *
+rcd_db_new (const char *url)
+{
+    rcd_db_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->url = strdup (url ? url : "");
+    if (!self->url) {
+        free (self);
+        return NULL;
+    }
+    self->backoff_ms = RCD_DB_BACKOFF_MIN_MS;
+    (void) s_ensure_connected (self);
+    return self;
+}
+
+void
+rcd_db_destroy (rcd_db_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    rcd_db_t *self = *self_p;
+    while (self->stmts) {
+        s_stmt_t *next = self->stmts->next;
+        free (self->stmts->name);
+        free (self->stmts->sql);
+        free (self->stmts);
+        self->stmts = next;
+    }
+    if (self->conn)
+        PQfinish (self->conn);
+    free (self->url);
+    free (self);
+    *self_p = NULL;
+}
+
+bool
+rcd_db_connected (rcd_db_t *self)
+{
+    return s_ensure_connected (self);
+}
+
+uint64_t
+rcd_db_generation (rcd_db_t *self)
+{
+    return self->gen;
+}
+
+int
+rcd_db_prepare (rcd_db_t *self, const char *name, const char *sql)
+{
+    s_stmt_t *stmt = calloc (1, sizeof *stmt);
+    if (!stmt)
+        return -1;
+    stmt->name = strdup (name);
+    stmt->sql = strdup (sql);
+    if (!stmt->name || !stmt->sql) {
+        free (stmt->name);
+        free (stmt->sql);
+        free (stmt);
+        return -1;
+    }
+    stmt->next = self->stmts;
+    self->stmts = stmt;
+    return 0;
+}
+
+/*  Turns a PGresult into our return code; keeps or clears it. */
+static int
+s_finish (rcd_db_t *self, PGresult *res, rcd_db_res_t **res_p)
+{
+    ExecStatusType st = res ? PQresultStatus (res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        self->error[0] = 0;
+        self->sqlstate[0] = 0;
+        if (res_p)
+            *res_p = (rcd_db_res_t *) res;
+        else
+            PQclear (res);
+        return 0;
+    }
+    if (res)
+        s_set_error (self, PQresultErrorMessage (res),
+                     PQresultErrorField (res, PG_DIAG_SQLSTATE));
+    else
+        s_set_error (self, PQerrorMessage (self->conn), "08006");
+    PQclear (res);
+    if (PQstatus (self->conn) != CONNECTION_OK) {
+        /* Connection lost: reconnect on a later call, after backoff. */
+        self->retry_at_ms = s_mono_ms () + RCD_DB_BACKOFF_MIN_MS;
+        if (!self->sqlstate[0])
+            snprintf (self->sqlstate, sizeof self->sqlstate, "08006");
+    }
+    return -1;
+}
+
+int
+rcd_db_exec (rcd_db_t *self, const char *sql, int nparams,
+             const char *const *params, rcd_db_res_t **res_p)
+{
+    if (res_p)
+        *res_p = NULL;
+    if (!s_ensure_connected (self))
+        return -1;
+    PGresult *res =
+        PQexecParams (self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    return s_finish (self, res, res_p);
+}
+
+int
+rcd_db_run (rcd_db_t *self, const char *name, int nparams,
+            const char *const *params, rcd_db_res_t **res_p)
+{
+    if (res_p)
+        *res_p = NULL;
+    if (!s_ensure_connected (self))
+        return -1;
+    s_stmt_t *stmt = self->stmts;
+    while (stmt && strcmp (stmt->name, name) != 0)
+        stmt = stmt->next;
+    if (!stmt) {
+        s_set_error (self, "statement not registered", "26000");
+        return -1;
+    }
+    if (stmt->prepared_gen != self->gen) {
+        PGresult *res =
+            PQprepare (self->conn, stmt->name, stmt->sql, 0, NULL);
+        if (s_finish (self, res, NULL) != 0)
+            return -1;
+        stmt->prepared_gen = self->gen;
+    }
+    PGresult *res = PQexecPrepared (self->conn, stmt->name, nparams, params,
+                                    NULL, NULL, 0);
+    return s_finish (self, res, res_p);
+}
+
+int
+rcd_db_script (rcd_db_t *self, const char *sql)
+{
+    if (!s_ensure_connected (self))
+        return -1;
+    return s_finish (self, PQexec (self->conn, sql), NULL);
+}
+
+int
+rcd_db_begin (rcd_db_t *self)
+{
+    return rcd_db_exec (self, "BEGIN", 0, NULL, NULL);
+}
+
+int
+rcd_db_commit (rcd_db_t *self)
+{
+    return rcd_db_exec (self, "COMMIT", 0, NULL, NULL);
+}
+
+void
+rcd_db_rollback (rcd_db_t *self)
+{
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK
+        && PQtransactionStatus (self->conn) != PQTRANS_IDLE)
+        PQclear (PQexec (self->conn, "ROLLBACK"));
+}
+
+const char *
+rcd_db_error (rcd_db_t *self)
+{
+    return self->error;
+}
+
+const char *
+rcd_db_sqlstate (rcd_db_t *self)
+{
+    return self->sqlstate;
+}
+
+bool
+rcd_db_error_is (rcd_db_t *self, const char *sqlstate)
+{
+    return strcmp (self->sqlstate, sqlstate) == 0;
+}
+
+int
+rcd_db_res_rows (const rcd_db_res_t *res)
+{
+    return res ? PQntuples ((const PGresult *) res) : 0;
+}
+
+int
+rcd_db_res_cols (const rcd_db_res_t *res)
+{
+    return res ? PQnfields ((const PGresult *) res) : 0;
+}
+
+int64_t
+rcd_db_res_affected (const rcd_db_res_t *res)
+{
+    const char *n = res ? PQcmdTuples ((PGresult *) res) : NULL;
+    return n && *n ? strtoll (n, NULL, 10) : 0;
+}
+
+bool
+rcd_db_res_isnull (const rcd_db_res_t *res, int row, int col)
+{
+    return PQgetisnull ((const PGresult *) res, row, col) != 0;
+}
+
+const char *
+rcd_db_res_value (const rcd_db_res_t *res, int row, int col)
+{
+    if (PQgetisnull ((const PGresult *) res, row, col))
+        return NULL;
+    return PQgetvalue ((const PGresult *) res, row, col);
+}
+
+int64_t
+rcd_db_res_int64 (const rcd_db_res_t *res, int row, int col)
+{
+    const char *v = rcd_db_res_value (res, row, col);
+    return v ? strtoll (v, NULL, 10) : 0;
+}
+
+void
+rcd_db_res_destroy (rcd_db_res_t **res_p)
+{
+    if (!res_p || !*res_p)
+        return;
+    PQclear ((PGresult *) *res_p);
+    *res_p = NULL;
+}
+
+char *
+rcd_db_int64_array (const int64_t *values, size_t count)
+{
+    size_t cap = 2 + count * 21 + 1;
+    char *buf = malloc (cap);
+    if (!buf)
+        return NULL;
+    size_t n = 0;
+    buf[n++] = '{';
+    for (size_t i = 0; i < count; i++)
+        n += (size_t) snprintf (buf + n, cap - n, "%s%lld", i ? "," : "",
+                                (long long) values[i]);
+    buf[n++] = '}';
+    buf[n] = 0;
+    return buf;
+}
+
+/*  Grows a buffer to hold at least need more bytes. */
+static int
+s_reserve (char **buf, size_t len, size_t *cap, size_t need)
+{
+    if (len + need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 256;
+    while (ncap < len + need)
+        ncap *= 2;
+    char *nbuf = realloc (*buf, ncap);
+    if (!nbuf)
+        return -1;
+    *buf = nbuf;
+    *cap = ncap;
+    return 0;
+}
+
+int
+rcd_db_text_array_append (char **buf, size_t *len, size_t *cap,
+                          const char *value)
+{
+    size_t vlen = value ? strlen (value) : 4;
+    /* worst case: every char escaped, quotes, comma, braces, NUL */
+    if (s_reserve (buf, *len, cap, 2 * vlen + 6) != 0)
+        return -1;
+    char *b = *buf;
+    size_t n = *len;
+    if (n == 0)
+        b[n++] = '{';
+    else
+        b[n - 1] = ','; /* replace the closing brace */
+    if (!value) {
+        memcpy (b + n, "NULL", 4);
+        n += 4;
+    }
+    else {
+        b[n++] = '"';
+        for (const char *p = value; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                b[n++] = '\\';
+            b[n++] = *p;
+        }
+        b[n++] = '"';
+    }
+    b[n++] = '}';
+    b[n] = 0;
+    *len = n;
+    return 0;
+}

@@ -1,0 +1,107 @@
+/*  rcd_log.c - JSON-lines logging.
+
+    Lines go to stderr (the process manager captures it). A pack format
+    that fails to build is itself logged, never fatal.
+*/
+#include "rcd_log.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+static const char *s_service = "recado";
+static rcd_log_level_t s_level = RCD_LOG_INFO;
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *s_level_names[] = {"debug", "info", "warn", "error"};
+
+void
+rcd_log_init (const char *service)
+{
+    s_service = service;
+    const char *level = getenv ("RECADO_LOG_LEVEL");
+    for (int i = 0; level && i < 4; i++)
+        if (strcmp (level, s_level_names[i]) == 0)
+            s_level = (rcd_log_level_t) i;
+}
+
+void
+rcd_log_set_level (rcd_log_level_t level)
+{
+    s_level = level;
+}
+
+/*  RFC 3339 UTC timestamp with milliseconds. */
+static void
+s_format_now (char *buf, size_t size)
+{
+    struct timeval tv;
+    gettimeofday (&tv, NULL);
+    struct tm tm;
+    gmtime_r (&tv.tv_sec, &tm);
+    size_t n = strftime (buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf (buf + n, size - n, ".%03ldZ", (long) (tv.tv_usec / 1000));
+}
+
+void
+rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields,
+               ...)
+{
+    if (level < s_level)
+        return;
+    char ts[40];
+    s_format_now (ts, sizeof ts);
+    json_t *line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
+                              s_level_names[level], "service", s_service,
+                              "msg", msg ? msg : "");
+    if (!line)
+        return;
+    if (fields) {
+        va_list ap;
+        va_start (ap, fields);
+        json_error_t err;
+        json_t *extra = json_vpack_ex (&err, 0, fields, ap);
+        va_end (ap);
+        if (extra && json_is_object (extra))
+            json_object_update (line, extra);
+        else
+            json_object_set_new (line, "log_error", json_string (err.text));
+        json_decref (extra);
+    }
+    char *text = json_dumps (line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref (line);
+    if (!text)
+        return;
+    pthread_mutex_lock (&s_lock);
+    fputs (text, stderr);
+    fputc ('\n', stderr);
+    fflush (stderr);
+    pthread_mutex_unlock (&s_lock);
+    free (text);
+}
+
+char *
+rcd_log_mask_phone (const char *phone, char *out, size_t out_size)
+{
+    if (!out || out_size == 0)
+        return out;
+    if (!phone) {
+        snprintf (out, out_size, "null");
+        return out;
+    }
+    size_t len = strlen (phone);
+    size_t keep_head = phone[0] == '+' ? 5 : 4;
+    if (len <= keep_head + 4) {
+        snprintf (out, out_size, "****");
+        return out;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < out_size; i++)
+        out[o++] = (i < keep_head || i >= len - 4) ? phone[i] : '*';
+    out[o] = 0;
+    return out;
+}

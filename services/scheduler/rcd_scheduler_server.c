@@ -1,0 +1,406 @@
+/*  rcd_scheduler_server.c - the scheduler actor.
+
+    Contract
+      in   PULL  nudge_bind (bound)     proto "nudge": work may be due now
+      out  PUSH  dispatch_bind (bound)  proto "dispatch": one claimed message
+      out  PUB   events_endpoint        heartbeat (state active|standby) and
+                                        events "claim" (count),
+                                        "dispatch.dropped" (lease expired
+                                        before a sender took it),
+                                        "frame.malformed"
+      db   claims due rows pending -> sending in one statement
+           (FOR UPDATE SKIP LOCKED), sets lease_until and attempts, picks the
+           instance, writes history, all in one statement per batch.
+
+    Only one scheduler is active: the one holding the PostgreSQL advisory
+    lock lock_key. Others stay standby and try the lock every poll. A lost
+    database session loses the lock, so a reconnect drops to standby first.
+
+    Back-pressure: the dispatch socket has a small send high-water mark and
+    a zero send timeout. Claimed frames that cannot be sent wait in a small
+    in-process queue; nothing more is claimed until it is empty, so work
+    is not leased faster than senders take it. A queued frame whose lease
+    has passed is dropped (recovery returns the row to pending).
+
+    Wake-up: every poll_ms, and at once on every nudge.
+    Shutdown: DRAIN stops claiming and answers DRAINED (claimed frames
+    already sent are the senders' now; queued ones are left to lease
+    recovery). $TERM exits.
+*/
+#include "rcd_scheduler_server.h"
+#include "rcd_clock.h"
+#include "rcd_db.h"
+#include "rcd_events.h"
+#include "rcd_log.h"
+#include "rcd_proto.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_TYPE rcd_scheduler_config_t
+const rcd_config_spec_t rcd_scheduler_config_specs[] = {
+    RCD_CONFIG_DATABASE_URL (S_TYPE, database_url),
+    RCD_CONFIG_STR ("nudge_bind", S_TYPE, nudge_bind, "tcp://127.0.0.1:9093",
+                    "PULL endpoint bound for nudges"),
+    RCD_CONFIG_STR ("dispatch_bind", S_TYPE, dispatch_bind,
+                    "tcp://127.0.0.1:9094", "PUSH endpoint bound for senders"),
+    RCD_CONFIG_STR ("events_endpoint", S_TYPE, events_endpoint,
+                    "tcp://127.0.0.1:9092", "monitor events endpoint"),
+    RCD_CONFIG_INT ("poll_ms", S_TYPE, poll_ms, "100", 5, 60000,
+                    "claim poll period"),
+    RCD_CONFIG_INT ("claim_batch", S_TYPE, claim_batch, "500", 1, 10000,
+                    "rows per claim statement"),
+    RCD_CONFIG_INT ("lease_ms", S_TYPE, lease_ms, "60000", 1000, 3600000,
+                    "lease on a claimed message (plus its typing delay)"),
+    RCD_CONFIG_INT ("dispatch_hwm", S_TYPE, dispatch_hwm, "200", 1, 100000,
+                    "dispatch socket high-water mark per sender"),
+    RCD_CONFIG_INT ("lock_key", S_TYPE, lock_key, "7166328424302707", 1,
+                    INT64_MAX, "advisory lock key of the active scheduler"),
+    RCD_CONFIG_INT ("drain_timeout_ms", S_TYPE, drain_timeout_ms, "5000", 0,
+                    600000, "time allowed to drain on SIGTERM"),
+    RCD_CONFIG_END};
+#undef S_TYPE
+
+/*  One claim: due rows, in priority then send_at order, whose tenant has a
+    usable instance and whose contact has not opted out. */
+static const char *s_claim_sql =
+    "WITH due AS ("
+    "  SELECT m.id FROM messages m"
+    "   WHERE m.status = 'pending' AND m.send_at <= now()"
+    "     AND (m.valid_until IS NULL OR m.valid_until > now())"
+    "     AND EXISTS (SELECT 1 FROM instances i"
+    "                  WHERE i.tenant_id = m.tenant_id AND i.enabled"
+    "                    AND (m.instance_id IS NULL OR i.id = m.instance_id))"
+    "     AND NOT EXISTS (SELECT 1 FROM contacts c"
+    "                      WHERE c.tenant_id = m.tenant_id"
+    "                        AND c.phone = m.to_phone AND c.opted_out)"
+    "   ORDER BY m.priority, m.send_at"
+    "   LIMIT $1"
+    "   FOR UPDATE OF m SKIP LOCKED"
+    "), claimed AS ("
+    "  UPDATE messages m"
+    "     SET status = 'sending', attempts = m.attempts + 1,"
+    "         lease_until = now() + ($2::bigint + m.delay_ms)"
+    "                               * interval '1 millisecond',"
+    "         instance_id = coalesce(m.instance_id,"
+    "             (SELECT i.id FROM instances i"
+    "               WHERE i.tenant_id = m.tenant_id AND i.enabled"
+    "               ORDER BY i.id LIMIT 1)),"
+    "         updated_at = now()"
+    "    FROM due WHERE m.id = due.id"
+    "  RETURNING m.id, m.tenant_id, m.attempts,"
+    "            (extract(epoch FROM m.lease_until) * 1000)::bigint,"
+    "            m.instance_id, m.to_phone, m.body, m.delay_ms"
+    "), history AS ("
+    "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
+    "  SELECT tenant_id, id, 'sending', 'claimed, attempt ' || attempts"
+    "    FROM claimed"
+    ")"
+    "SELECT * FROM claimed";
+
+/*  A dispatch encoded and waiting for room on the socket. */
+typedef struct {
+    char *data;           /* msgpack body */
+    size_t size;
+    int64_t lease_until_ms;
+} s_pending_frame_t;
+
+typedef struct {
+    zsock_t *pipe;                  /* actor pipe */
+    zsock_t *nudge;                 /* PULL, bound */
+    zsock_t *dispatch;              /* PUSH, bound */
+    zpoller_t *poller;
+    rcd_events_t *events;           /* PUB to the monitor */
+    rcd_db_t *db;                   /* our one connection */
+    const rcd_scheduler_config_t *cfg;
+    bool active;                    /* we hold the advisory lock */
+    uint64_t lock_gen;              /* db generation the lock was taken on */
+    bool draining;                  /* DRAIN received: claim nothing more */
+    bool terminated;                /* $TERM received */
+    s_pending_frame_t *queue;       /* claimed, not yet sent */
+    size_t queue_head, queue_len;   /* unsent frames are [head, len) */
+    int64_t next_heartbeat_ms;
+    uint64_t claimed_total;         /* for the log line on exit */
+    uint64_t malformed;             /* malformed nudge frames */
+} self_t;
+
+static void
+s_queue_clear (self_t *self)
+{
+    for (size_t i = self->queue_head; i < self->queue_len; i++)
+        free (self->queue[i].data);
+    self->queue_head = self->queue_len = 0;
+}
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    self_t *self = *self_p;
+    s_queue_clear (self);
+    free (self->queue);
+    rcd_db_destroy (&self->db);
+    rcd_events_destroy (&self->events);
+    zpoller_destroy (&self->poller);
+    zsock_destroy (&self->dispatch);
+    zsock_destroy (&self->nudge);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
+{
+    self_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->cfg = cfg;
+    self->queue = calloc ((size_t) cfg->claim_batch, sizeof *self->queue);
+    self->nudge = zsock_new (ZMQ_PULL);
+    self->dispatch = zsock_new (ZMQ_PUSH);
+    if (!self->queue || !self->nudge || !self->dispatch)
+        goto fail;
+    zsock_set_rcvhwm (self->nudge, 1000);
+    zsock_set_sndhwm (self->dispatch, (int) cfg->dispatch_hwm);
+    zsock_set_sndtimeo (self->dispatch, 0);
+    zsock_set_linger (self->dispatch, 1000);
+    if (zsock_bind (self->nudge, "%s", cfg->nudge_bind) < 0) {
+        rcd_log_error ("cannot bind nudge endpoint", "{s:s}", "endpoint",
+                       cfg->nudge_bind);
+        goto fail;
+    }
+    if (zsock_bind (self->dispatch, "%s", cfg->dispatch_bind) < 0) {
+        rcd_log_error ("cannot bind dispatch endpoint", "{s:s}", "endpoint",
+                       cfg->dispatch_bind);
+        goto fail;
+    }
+    self->events = rcd_events_new (cfg->events_endpoint, "scheduler", NULL);
+    self->db = rcd_db_new (cfg->database_url);
+    self->poller = zpoller_new (pipe, self->nudge, NULL);
+    if (!self->events || !self->db || !self->poller)
+        goto fail;
+    if (rcd_db_prepare (self->db, "claim", s_claim_sql) != 0)
+        goto fail;
+    return self;
+fail:
+    s_self_destroy (&self);
+    return NULL;
+}
+
+/*  Takes or confirms the advisory lock. A new database session means the
+    old lock is gone, whatever we believed. */
+static void
+s_self_update_leadership (self_t *self)
+{
+    if (self->active && rcd_db_generation (self->db) == self->lock_gen
+        && rcd_db_connected (self->db)
+        && rcd_db_generation (self->db) == self->lock_gen)
+        return;
+    if (self->active)
+        rcd_log_warn ("lost database session: standby", NULL);
+    self->active = false;
+    if (!rcd_db_connected (self->db))
+        return;
+    char key[24];
+    snprintf (key, sizeof key, "%lld", (long long) self->cfg->lock_key);
+    const char *params[] = {key};
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_exec (self->db, "SELECT pg_try_advisory_lock($1::bigint)", 1,
+                     params, &res)
+        != 0)
+        return;
+    const char *got = rcd_db_res_value (res, 0, 0);
+    if (got && got[0] == 't') {
+        self->active = true;
+        self->lock_gen = rcd_db_generation (self->db);
+        rcd_log_info ("active: holding the scheduler lock", NULL);
+    }
+    rcd_db_res_destroy (&res);
+}
+
+/*  Sends queued frames while the socket takes them; drops expired ones.
+    Returns true when the queue is empty. */
+static bool
+s_self_flush_queue (self_t *self)
+{
+    int64_t now = rcd_clock_now_ms ();
+    uint64_t dropped = 0;
+    void *handle = zsock_resolve (self->dispatch);
+    while (self->queue_head < self->queue_len) {
+        s_pending_frame_t *f = &self->queue[self->queue_head];
+        if (f->lease_until_ms <= now)
+            dropped++;
+        else if (zmq_send (handle, "dispatch", 8, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+                 < 0)
+            break;
+        else
+            zmq_send (handle, f->data, f->size, 0);
+        free (f->data);
+        f->data = NULL;
+        self->queue_head++;
+    }
+    if (dropped)
+        rcd_events_emit (self->events, "dispatch.dropped", dropped, 0, 0,
+                         NULL);
+    if (self->queue_head == self->queue_len) {
+        self->queue_head = self->queue_len = 0;
+        return true;
+    }
+    return false;
+}
+
+/*  True when at least one sender can take a frame now. */
+static bool
+s_self_senders_ready (self_t *self)
+{
+    return (zsock_events (self->dispatch) & ZMQ_POLLOUT) != 0;
+}
+
+/*  Claims one batch and queues its frames. Returns the number claimed, or
+    -1 on a database error. */
+static int
+s_self_claim_batch (self_t *self)
+{
+    char limit[24], lease[24];
+    snprintf (limit, sizeof limit, "%lld", (long long) self->cfg->claim_batch);
+    snprintf (lease, sizeof lease, "%lld", (long long) self->cfg->lease_ms);
+    const char *params[] = {limit, lease};
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (self->db, "claim", 2, params, &res) != 0) {
+        rcd_log_error ("claim failed", "{s:s, s:s}", "error",
+                       rcd_db_error (self->db), "sqlstate",
+                       rcd_db_sqlstate (self->db));
+        return -1;
+    }
+    int rows = rcd_db_res_rows (res);
+    for (int r = 0; r < rows; r++) {
+        rcd_dispatch_t d = {
+            .id = (uint64_t) rcd_db_res_int64 (res, r, 0),
+            .tenant_id = (uint64_t) rcd_db_res_int64 (res, r, 1),
+            .attempt = (uint32_t) rcd_db_res_int64 (res, r, 2),
+            .lease_until_ms = rcd_db_res_int64 (res, r, 3),
+            .instance_id = (uint64_t) rcd_db_res_int64 (res, r, 4),
+            .to = (char *) rcd_db_res_value (res, r, 5),
+            .text = (char *) rcd_db_res_value (res, r, 6),
+            .delay_ms = (uint32_t) rcd_db_res_int64 (res, r, 7),
+        };
+        s_pending_frame_t *f = &self->queue[self->queue_len];
+        if (rcd_dispatch_encode (&d, &f->data, &f->size) != 0)
+            continue; /* out of memory: the lease will bring it back */
+        f->lease_until_ms = d.lease_until_ms;
+        self->queue_len++;
+    }
+    rcd_db_res_destroy (&res);
+    if (rows > 0) {
+        self->claimed_total += (uint64_t) rows;
+        rcd_events_emit (self->events, "claim", (uint64_t) rows, 0, 0, NULL);
+    }
+    return rows;
+}
+
+/*  Claims and dispatches until nothing is due, senders are full, or the
+    time slice is used (so the pipe and nudges stay responsive). */
+static void
+s_self_dispatch_due (self_t *self)
+{
+    if (!self->active || self->draining)
+        return;
+    int64_t slice_end = rcd_clock_mono_ms () + 50;
+    while (s_self_flush_queue (self) && s_self_senders_ready (self)) {
+        int n = s_self_claim_batch (self);
+        if (n < 0) {
+            s_self_update_leadership (self);
+            return;
+        }
+        if (n < self->cfg->claim_batch || rcd_clock_mono_ms () >= slice_end)
+            break;
+    }
+    s_self_flush_queue (self);
+}
+
+/*  Drains every waiting nudge; the claim that follows serves them all. */
+static void
+s_self_handle_nudge (self_t *self)
+{
+    while (zsock_events (self->nudge) & ZMQ_POLLIN) {
+        rcd_proto_msg_t msg;
+        int rc = rcd_proto_recv (self->nudge, &msg);
+        if (rc == -2 || (rc == 0 && msg.type != RCD_MSG_NUDGE)) {
+            self->malformed++;
+            rcd_events_emit (self->events, "frame.malformed", 1, 0, 0,
+                             rcd_proto_last_error ());
+        }
+        rcd_proto_msg_clear (&msg);
+        if (rc == -1)
+            break;
+    }
+    s_self_dispatch_due (self);
+}
+
+static void
+s_self_handle_pipe (self_t *self)
+{
+    char *cmd = zstr_recv (self->pipe);
+    if (!cmd) {
+        self->terminated = true;
+        return;
+    }
+    if (streq (cmd, "$TERM"))
+        self->terminated = true;
+    else if (streq (cmd, "DRAIN")) {
+        self->draining = true;
+        s_self_flush_queue (self);
+        zstr_send (self->pipe, "DRAINED");
+    }
+    zstr_free (&cmd);
+}
+
+/*  Periodic work: leadership, heartbeat, the poll claim. */
+static void
+s_self_handle_tick (self_t *self)
+{
+    int64_t now = rcd_clock_mono_ms ();
+    if (now >= self->next_heartbeat_ms) {
+        s_self_update_leadership (self);
+        rcd_events_heartbeat (self->events, self->draining ? "draining"
+                                            : self->active ? "active"
+                                                           : "standby");
+        self->next_heartbeat_ms = now + 1000;
+    }
+    s_self_dispatch_due (self);
+}
+
+void
+rcd_scheduler_server (zsock_t *pipe, void *args)
+{
+    const rcd_scheduler_config_t *cfg = args;
+    self_t *self = s_self_new (pipe, cfg);
+    zsock_signal (pipe, 0);
+    if (!self) {
+        zsock_send (pipe, "ss", "FATAL", "scheduler failed to start");
+        return;
+    }
+    rcd_log_info ("scheduler started", "{s:s, s:s}", "nudge", cfg->nudge_bind,
+                  "dispatch", cfg->dispatch_bind);
+    s_self_update_leadership (self);
+    while (!self->terminated) {
+        int64_t wait = self->cfg->poll_ms;
+        if (self->queue_head < self->queue_len)
+            wait = 5; /* frames waiting for a sender: retry soon */
+        void *which = zpoller_wait (self->poller, (int) wait);
+        if (which == pipe)
+            s_self_handle_pipe (self);
+        else if (which == self->nudge)
+            s_self_handle_nudge (self);
+        else if (zpoller_terminated (self->poller))
+            break;
+        s_self_handle_tick (self);
+    }
+    rcd_log_info ("scheduler stopped", "{s:I, s:I}", "claimed",
+                  (json_int_t) self->claimed_total, "malformed_frames",
+                  (json_int_t) self->malformed);
+    s_self_destroy (&self);
+}
