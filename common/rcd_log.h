@@ -23,16 +23,15 @@ typedef enum {
     (RECADO_LOG_LEVEL: debug, info, warn, error). Borrowed; must outlive
     logging (a string literal). */
 void
-    rcd_log_init (const char *service);
+rcd_log_init (const char *service);
 
 void
-    rcd_log_set_level (rcd_log_level_t level);
+rcd_log_set_level (rcd_log_level_t level);
 
 /*  Writes one line. fields is NULL or a jansson pack format producing an
     object whose keys are added to the line. */
 void
-    rcd_log_write (rcd_log_level_t level, const char *msg,
-                   const char *fields, ...);
+rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...);
 
 #define rcd_log_debug(...) rcd_log_write (RCD_LOG_DEBUG, __VA_ARGS__, NULL)
 #define rcd_log_info(...)  rcd_log_write (RCD_LOG_INFO, __VA_ARGS__, NULL)
@@ -43,6 +42,6 @@ void
     two digits and the last four ("+5511*****5678"). Writes into out (at
     least 33 bytes) and returns it. */
 char *
-    rcd_log_mask_phone (const char *phone, char *out, size_t out_size);
+rcd_log_mask_phone (const char *phone, char *out, size_t out_size);
 
 #endif

@@ -22,7 +22,8 @@
     is not leased faster than senders take it. A queued frame whose lease
     has passed is dropped (recovery returns the row to pending).
 
-    Wake-up: every poll_ms, and at once on every nudge.
+    Wake-up: every poll_ms, at once on every nudge, and when the next
+    scheduled message becomes due (looked up after each claim round).
     Shutdown: DRAIN stops claiming and answers DRAINED (claimed frames
     already sent are the senders' now; queued ones are left to lease
     recovery). $TERM exits.
@@ -99,30 +100,47 @@ static const char *s_claim_sql =
     ")"
     "SELECT * FROM claimed";
 
+/*  When the next not-yet-due message becomes due (unix ms; NULL: none), so
+    a message scheduled for 09:00:00.000 leaves then, not a poll later.
+    One index probe per priority. */
+static const char *s_next_due_sql =
+    "SELECT (extract(epoch FROM min(s)) * 1000)::bigint FROM ("
+    "  SELECT min(send_at) s FROM messages"
+    "   WHERE status = 'pending' AND priority = 0 AND send_at > now()"
+    "  UNION ALL"
+    "  SELECT min(send_at) FROM messages"
+    "   WHERE status = 'pending' AND priority = 1 AND send_at > now()"
+    "  UNION ALL"
+    "  SELECT min(send_at) FROM messages"
+    "   WHERE status = 'pending' AND priority = 2 AND send_at > now()"
+    ") x";
+
 /*  A dispatch encoded and waiting for room on the socket. */
 typedef struct {
-    char *data;           /* msgpack body */
+    char *data; /* msgpack body */
     size_t size;
     int64_t lease_until_ms;
 } s_pending_frame_t;
 
 typedef struct {
-    zsock_t *pipe;                  /* actor pipe */
-    zsock_t *nudge;                 /* PULL, bound */
-    zsock_t *dispatch;              /* PUSH, bound */
+    zsock_t *pipe;     /* actor pipe */
+    zsock_t *nudge;    /* PULL, bound */
+    zsock_t *dispatch; /* PUSH, bound */
     zpoller_t *poller;
-    rcd_events_t *events;           /* PUB to the monitor */
-    rcd_db_t *db;                   /* our one connection */
+    rcd_events_t *events; /* PUB to the monitor */
+    rcd_db_t *db;         /* our one connection */
     const rcd_scheduler_config_t *cfg;
-    bool active;                    /* we hold the advisory lock */
-    uint64_t lock_gen;              /* db generation the lock was taken on */
-    bool draining;                  /* DRAIN received: claim nothing more */
-    bool terminated;                /* $TERM received */
-    s_pending_frame_t *queue;       /* claimed, not yet sent */
-    size_t queue_head, queue_len;   /* unsent frames are [head, len) */
+    bool active;                  /* we hold the advisory lock */
+    uint64_t lock_gen;            /* db generation the lock was taken on */
+    bool draining;                /* DRAIN received: claim nothing more */
+    bool terminated;              /* $TERM received */
+    s_pending_frame_t *queue;     /* claimed, not yet sent */
+    size_t queue_head, queue_len; /* unsent frames are [head, len) */
     int64_t next_heartbeat_ms;
-    uint64_t claimed_total;         /* for the log line on exit */
-    uint64_t malformed;             /* malformed nudge frames */
+    int64_t next_due_ms;    /* wall ms of the next future send_at */
+    int64_t next_poll_ms;   /* mono ms of the next poll claim */
+    uint64_t claimed_total; /* for the log line on exit */
+    uint64_t malformed;     /* malformed nudge frames */
 } self_t;
 
 static void
@@ -158,13 +176,13 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
         return NULL;
     self->pipe = pipe;
     self->cfg = cfg;
-    self->queue = calloc ((size_t) cfg->claim_batch, sizeof *self->queue);
+    self->queue = calloc ((size_t)cfg->claim_batch, sizeof *self->queue);
     self->nudge = zsock_new (ZMQ_PULL);
     self->dispatch = zsock_new (ZMQ_PUSH);
     if (!self->queue || !self->nudge || !self->dispatch)
         goto fail;
     zsock_set_rcvhwm (self->nudge, 1000);
-    zsock_set_sndhwm (self->dispatch, (int) cfg->dispatch_hwm);
+    zsock_set_sndhwm (self->dispatch, (int)cfg->dispatch_hwm);
     zsock_set_sndtimeo (self->dispatch, 0);
     zsock_set_linger (self->dispatch, 1000);
     if (zsock_bind (self->nudge, "%s", cfg->nudge_bind) < 0) {
@@ -182,7 +200,8 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     self->poller = zpoller_new (pipe, self->nudge, NULL);
     if (!self->events || !self->db || !self->poller)
         goto fail;
-    if (rcd_db_prepare (self->db, "claim", s_claim_sql) != 0)
+    if (rcd_db_prepare (self->db, "claim", s_claim_sql) != 0 ||
+        rcd_db_prepare (self->db, "next_due", s_next_due_sql) != 0)
         goto fail;
     return self;
 fail:
@@ -195,9 +214,9 @@ fail:
 static void
 s_self_update_leadership (self_t *self)
 {
-    if (self->active && rcd_db_generation (self->db) == self->lock_gen
-        && rcd_db_connected (self->db)
-        && rcd_db_generation (self->db) == self->lock_gen)
+    if (self->active && rcd_db_generation (self->db) == self->lock_gen &&
+        rcd_db_connected (self->db) &&
+        rcd_db_generation (self->db) == self->lock_gen)
         return;
     if (self->active)
         rcd_log_warn ("lost database session: standby", NULL);
@@ -205,12 +224,11 @@ s_self_update_leadership (self_t *self)
     if (!rcd_db_connected (self->db))
         return;
     char key[24];
-    snprintf (key, sizeof key, "%lld", (long long) self->cfg->lock_key);
+    snprintf (key, sizeof key, "%lld", (long long)self->cfg->lock_key);
     const char *params[] = {key};
     rcd_db_res_t *res = NULL;
     if (rcd_db_exec (self->db, "SELECT pg_try_advisory_lock($1::bigint)", 1,
-                     params, &res)
-        != 0)
+                     params, &res) != 0)
         return;
     const char *got = rcd_db_res_value (res, 0, 0);
     if (got && got[0] == 't') {
@@ -233,8 +251,8 @@ s_self_flush_queue (self_t *self)
         s_pending_frame_t *f = &self->queue[self->queue_head];
         if (f->lease_until_ms <= now)
             dropped++;
-        else if (zmq_send (handle, "dispatch", 8, ZMQ_SNDMORE | ZMQ_DONTWAIT)
-                 < 0)
+        else if (zmq_send (handle, "dispatch", 8, ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+                 0)
             break;
         else
             zmq_send (handle, f->data, f->size, 0);
@@ -243,8 +261,7 @@ s_self_flush_queue (self_t *self)
         self->queue_head++;
     }
     if (dropped)
-        rcd_events_emit (self->events, "dispatch.dropped", dropped, 0, 0,
-                         NULL);
+        rcd_events_emit (self->events, "dispatch.dropped", dropped, 0, 0, NULL);
     if (self->queue_head == self->queue_len) {
         self->queue_head = self->queue_len = 0;
         return true;
@@ -265,8 +282,8 @@ static int
 s_self_claim_batch (self_t *self)
 {
     char limit[24], lease[24];
-    snprintf (limit, sizeof limit, "%lld", (long long) self->cfg->claim_batch);
-    snprintf (lease, sizeof lease, "%lld", (long long) self->cfg->lease_ms);
+    snprintf (limit, sizeof limit, "%lld", (long long)self->cfg->claim_batch);
+    snprintf (lease, sizeof lease, "%lld", (long long)self->cfg->lease_ms);
     const char *params[] = {limit, lease};
     rcd_db_res_t *res = NULL;
     if (rcd_db_run (self->db, "claim", 2, params, &res) != 0) {
@@ -278,14 +295,14 @@ s_self_claim_batch (self_t *self)
     int rows = rcd_db_res_rows (res);
     for (int r = 0; r < rows; r++) {
         rcd_dispatch_t d = {
-            .id = (uint64_t) rcd_db_res_int64 (res, r, 0),
-            .tenant_id = (uint64_t) rcd_db_res_int64 (res, r, 1),
-            .attempt = (uint32_t) rcd_db_res_int64 (res, r, 2),
+            .id = (uint64_t)rcd_db_res_int64 (res, r, 0),
+            .tenant_id = (uint64_t)rcd_db_res_int64 (res, r, 1),
+            .attempt = (uint32_t)rcd_db_res_int64 (res, r, 2),
             .lease_until_ms = rcd_db_res_int64 (res, r, 3),
-            .instance_id = (uint64_t) rcd_db_res_int64 (res, r, 4),
-            .to = (char *) rcd_db_res_value (res, r, 5),
-            .text = (char *) rcd_db_res_value (res, r, 6),
-            .delay_ms = (uint32_t) rcd_db_res_int64 (res, r, 7),
+            .instance_id = (uint64_t)rcd_db_res_int64 (res, r, 4),
+            .to = (char *)rcd_db_res_value (res, r, 5),
+            .text = (char *)rcd_db_res_value (res, r, 6),
+            .delay_ms = (uint32_t)rcd_db_res_int64 (res, r, 7),
         };
         s_pending_frame_t *f = &self->queue[self->queue_len];
         if (rcd_dispatch_encode (&d, &f->data, &f->size) != 0)
@@ -295,10 +312,23 @@ s_self_claim_batch (self_t *self)
     }
     rcd_db_res_destroy (&res);
     if (rows > 0) {
-        self->claimed_total += (uint64_t) rows;
-        rcd_events_emit (self->events, "claim", (uint64_t) rows, 0, 0, NULL);
+        self->claimed_total += (uint64_t)rows;
+        rcd_events_emit (self->events, "claim", (uint64_t)rows, 0, 0, NULL);
     }
     return rows;
+}
+
+/*  Looks up when the next future message becomes due. */
+static void
+s_self_update_next_due (self_t *self)
+{
+    rcd_db_res_t *res = NULL;
+    self->next_due_ms = 0;
+    if (rcd_db_run (self->db, "next_due", 0, NULL, &res) != 0)
+        return;
+    if (!rcd_db_res_isnull (res, 0, 0))
+        self->next_due_ms = rcd_db_res_int64 (res, 0, 0);
+    rcd_db_res_destroy (&res);
 }
 
 /*  Claims and dispatches until nothing is due, senders are full, or the
@@ -310,12 +340,17 @@ s_self_dispatch_due (self_t *self)
         return;
     int64_t slice_end = rcd_clock_mono_ms () + 50;
     while (s_self_flush_queue (self) && s_self_senders_ready (self)) {
+        self->next_poll_ms = rcd_clock_mono_ms () + self->cfg->poll_ms;
         int n = s_self_claim_batch (self);
         if (n < 0) {
             s_self_update_leadership (self);
             return;
         }
-        if (n < self->cfg->claim_batch || rcd_clock_mono_ms () >= slice_end)
+        if (n < self->cfg->claim_batch) {
+            s_self_update_next_due (self);
+            break;
+        }
+        if (rcd_clock_mono_ms () >= slice_end)
             break;
     }
     s_self_flush_queue (self);
@@ -370,7 +405,13 @@ s_self_handle_tick (self_t *self)
                                                            : "standby");
         self->next_heartbeat_ms = now + 1000;
     }
-    s_self_dispatch_due (self);
+    bool due_reached =
+        self->next_due_ms && self->next_due_ms <= rcd_clock_now_ms ();
+    if (due_reached)
+        self->next_due_ms = 0; /* the claim round looks it up anew */
+    if (due_reached || now >= self->next_poll_ms ||
+        self->queue_head < self->queue_len)
+        s_self_dispatch_due (self);
 }
 
 void
@@ -386,11 +427,19 @@ rcd_scheduler_server (zsock_t *pipe, void *args)
     rcd_log_info ("scheduler started", "{s:s, s:s}", "nudge", cfg->nudge_bind,
                   "dispatch", cfg->dispatch_bind);
     s_self_update_leadership (self);
+    s_self_handle_tick (self);
     while (!self->terminated) {
         int64_t wait = self->cfg->poll_ms;
         if (self->queue_head < self->queue_len)
             wait = 5; /* frames waiting for a sender: retry soon */
-        void *which = zpoller_wait (self->poller, (int) wait);
+        else if (self->active && !s_self_senders_ready (self) && wait > 50)
+            wait = 50; /* no sender yet: notice the first one quickly */
+        if (self->active && self->next_due_ms > 0) {
+            int64_t until = self->next_due_ms - rcd_clock_now_ms ();
+            if (until < wait)
+                wait = until > 0 ? until : 0;
+        }
+        void *which = zpoller_wait (self->poller, (int)wait);
         if (which == pipe)
             s_self_handle_pipe (self);
         else if (which == self->nudge)
@@ -400,7 +449,7 @@ rcd_scheduler_server (zsock_t *pipe, void *args)
         s_self_handle_tick (self);
     }
     rcd_log_info ("scheduler stopped", "{s:I, s:I}", "claimed",
-                  (json_int_t) self->claimed_total, "malformed_frames",
-                  (json_int_t) self->malformed);
+                  (json_int_t)self->claimed_total, "malformed_frames",
+                  (json_int_t)self->malformed);
     s_self_destroy (&self);
 }

@@ -13,15 +13,15 @@
 #include "rcd_config.h"
 
 typedef struct {
-    char *database_url;      /* PostgreSQL conninfo */
-    char *nudge_bind;        /* PULL, bound: nudges from ingestor/recovery */
-    char *dispatch_bind;     /* PUSH, bound: dispatches to senders */
-    char *events_endpoint;   /* PUB, connected: monitor */
-    int64_t poll_ms;         /* claim poll period */
-    int64_t claim_batch;     /* rows per claim statement */
-    int64_t lease_ms;        /* lease beyond the typing delay */
-    int64_t dispatch_hwm;    /* dispatch socket send high-water mark */
-    int64_t lock_key;        /* advisory lock making one scheduler active */
+    char *database_url;       /* PostgreSQL conninfo */
+    char *nudge_bind;         /* PULL, bound: nudges from ingestor/recovery */
+    char *dispatch_bind;      /* PUSH, bound: dispatches to senders */
+    char *events_endpoint;    /* PUB, connected: monitor */
+    int64_t poll_ms;          /* claim poll period */
+    int64_t claim_batch;      /* rows per claim statement */
+    int64_t lease_ms;         /* lease beyond the typing delay */
+    int64_t dispatch_hwm;     /* dispatch socket send high-water mark */
+    int64_t lock_key;         /* advisory lock making one scheduler active */
     int64_t drain_timeout_ms; /* how long main lets us drain */
 } rcd_scheduler_config_t;
 
@@ -29,6 +29,6 @@ typedef struct {
 extern const rcd_config_spec_t rcd_scheduler_config_specs[];
 
 void
-    rcd_scheduler_server (zsock_t *pipe, void *args);
+rcd_scheduler_server (zsock_t *pipe, void *args);
 
 #endif

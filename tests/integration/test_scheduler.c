@@ -76,8 +76,8 @@ setup (void **state)
     assert_non_null (f);
     f->url = rcd_test_db_create ("scheduler");
     for (int i = 0; i < 3; i++)
-        snprintf (f->endpoints[i], sizeof f->endpoints[i],
-                  "tcp://127.0.0.1:%d", rcd_test_free_port ());
+        snprintf (f->endpoints[i], sizeof f->endpoints[i], "tcp://127.0.0.1:%d",
+                  rcd_test_free_port ());
     f->cfg = (rcd_scheduler_config_t){
         .database_url = f->url,
         .nudge_bind = f->endpoints[0],
@@ -150,7 +150,7 @@ test_claims_due_messages_and_dispatches_them (void **state)
     bool seen[250] = {false};
     rcd_dispatch_t d;
     while (got < 250 && s_recv_dispatch (pull, &d, 5000)) {
-        long long idx = (long long) d.id - first;
+        long long idx = (long long)d.id - first;
         assert_true (idx >= 0 && idx < 250);
         assert_false (seen[idx]); /* never twice */
         seen[idx] = true;
@@ -170,10 +170,10 @@ test_claims_due_messages_and_dispatches_them (void **state)
                                        "WHERE status = 'sending' AND "
                                        "attempts = 1 AND lease_until > now()"),
                       250);
-    assert_int_equal (
-        s_count (f->url, "SELECT count(*) FROM messages WHERE status = "
-                         "'pending'"),
-        5);
+    assert_int_equal (s_count (f->url,
+                               "SELECT count(*) FROM messages WHERE status = "
+                               "'pending'"),
+                      5);
     assert_int_equal (s_count (f->url, "SELECT count(*) FROM message_history "
                                        "WHERE status = 'sending'"),
                       250);
@@ -206,10 +206,10 @@ test_claim_skips_opted_out_and_instanceless_tenants (void **state)
     assert_false (s_recv_dispatch (pull, &d, 500));
     zactor_destroy (&sched);
     zsock_destroy (&pull);
-    assert_int_equal (
-        s_count (f->url, "SELECT count(*) FROM messages WHERE status = "
-                         "'pending'"),
-        6);
+    assert_int_equal (s_count (f->url,
+                               "SELECT count(*) FROM messages WHERE status = "
+                               "'pending'"),
+                      6);
 }
 
 static void
@@ -238,10 +238,10 @@ test_nothing_is_leased_without_a_sender (void **state)
     zactor_t *sched = zactor_new (rcd_scheduler_server, &f->cfg);
     /* several poll periods with no sender connected */
     zclock_sleep (400); /* observation window, not synchronisation */
-    assert_int_equal (
-        s_count (f->url, "SELECT count(*) FROM messages WHERE status = "
-                         "'sending'"),
-        0);
+    assert_int_equal (s_count (f->url,
+                               "SELECT count(*) FROM messages WHERE status = "
+                               "'sending'"),
+                      0);
     zsock_t *pull = s_pull_from (f->endpoints[1]);
     rcd_dispatch_t d;
     assert_true (s_recv_dispatch (pull, &d, 5000));
@@ -264,7 +264,7 @@ test_nudge_wakes_the_scheduler_between_polls (void **state)
     long long id =
         s_insert_messages (f->url, f->tenant_id, 1, -1, 1, "+5511900000004");
     int64_t t0 = rcd_clock_mono_ms ();
-    rcd_nudge_t nudge = {.tenant_id = (uint64_t) f->tenant_id, .count = 1};
+    rcd_nudge_t nudge = {.tenant_id = (uint64_t)f->tenant_id, .count = 1};
     assert_int_equal (rcd_nudge_send (&nudge, push), 0);
     assert_true (s_recv_dispatch (pull, &d, 5000));
     assert_int_equal (d.id, id);
@@ -280,6 +280,34 @@ test_nudge_wakes_the_scheduler_between_polls (void **state)
     rcd_dispatch_clear (&d);
     zactor_destroy (&sched);
     zsock_destroy (&push);
+    zsock_destroy (&pull);
+}
+
+static void
+test_a_scheduled_message_leaves_when_due_not_a_poll_later (void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.poll_ms = 60000;
+    zsock_t *pull = s_pull_from (f->endpoints[1]);
+    char t[24];
+    snprintf (t, sizeof t, "%lld", f->tenant_id);
+    const char *p[] = {t};
+    char *due_ms = rcd_test_sql (
+        f->url,
+        "WITH m AS (INSERT INTO messages (tenant_id, to_phone, body, send_at) "
+        "VALUES ($1, '+5511900000009', 'timed', now() + interval '800 ms') "
+        "RETURNING send_at) SELECT (extract(epoch FROM send_at) * 1000)"
+        "::bigint FROM m",
+        1, p);
+    zactor_t *sched = zactor_new (rcd_scheduler_server, &f->cfg);
+    rcd_dispatch_t d;
+    assert_true (s_recv_dispatch (pull, &d, 5000));
+    int64_t late = rcd_clock_now_ms () - strtoll (due_ms, NULL, 10);
+    assert_true (late >= 0);
+    assert_true (late < 1000); /* far less than the 60 s poll period */
+    rcd_dispatch_clear (&d);
+    free (due_ms);
+    zactor_destroy (&sched);
     zsock_destroy (&pull);
 }
 
@@ -378,8 +406,7 @@ test_recovery_returns_expired_leases_and_expires_late_messages (void **state)
                                        "WHERE body = 'y' AND status = "
                                        "'failed'"),
                       2);
-    assert_int_equal (s_count (f->url, "SELECT count(*) FROM dead_letters"),
-                      2);
+    assert_int_equal (s_count (f->url, "SELECT count(*) FROM dead_letters"), 2);
     assert_int_equal (s_count (f->url, "SELECT count(*) FROM messages "
                                        "WHERE body = 'z' AND status = "
                                        "'sending'"),
@@ -425,12 +452,15 @@ main (void)
         cmocka_unit_test_setup_teardown (
             test_claim_skips_opted_out_and_instanceless_tenants, setup,
             teardown),
-        cmocka_unit_test_setup_teardown (test_high_priority_leaves_first,
-                                         setup, teardown),
+        cmocka_unit_test_setup_teardown (test_high_priority_leaves_first, setup,
+                                         teardown),
         cmocka_unit_test_setup_teardown (
             test_nothing_is_leased_without_a_sender, setup, teardown),
         cmocka_unit_test_setup_teardown (
             test_nudge_wakes_the_scheduler_between_polls, setup, teardown),
+        cmocka_unit_test_setup_teardown (
+            test_a_scheduled_message_leaves_when_due_not_a_poll_later, setup,
+            teardown),
         cmocka_unit_test_setup_teardown (
             test_standby_takes_over_when_active_stops, setup, teardown),
         cmocka_unit_test_setup_teardown (

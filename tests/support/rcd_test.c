@@ -28,7 +28,7 @@ extern char **environ;
 static void
 s_sleep_ms (int ms)
 {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep (&ts, NULL);
 }
 
@@ -56,8 +56,8 @@ s_admin (const char *verb, const char *ident, const char *tail)
     if (!rcd_db_connected (db))
         fail_msg ("cannot reach test PostgreSQL: %s", rcd_db_error (db));
     for (const char *p = ident; *p; p++)
-        assert_true ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
-                     || *p == '_');
+        assert_true ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                     *p == '_');
     char stmt[256];
     snprintf (stmt, sizeof stmt, "%s %s%s", verb, ident, tail);
     if (rcd_db_script (db, stmt) != 0)
@@ -70,7 +70,7 @@ char *
 rcd_test_db_create (const char *name)
 {
     char dbname[64];
-    snprintf (dbname, sizeof dbname, "t_%s_%d", name, (int) getpid ());
+    snprintf (dbname, sizeof dbname, "t_%s_%d", name, (int)getpid ());
     s_admin ("DROP DATABASE IF EXISTS", dbname, "");
     s_admin ("CREATE DATABASE", dbname, "");
     char *url = s_conninfo (dbname);
@@ -104,8 +104,8 @@ rcd_test_sql (const char *url, const char *sql, int nparams,
     if (rcd_db_exec (db, sql, nparams, params, &res) != 0)
         fail_msg ("%s: %s", sql, rcd_db_error (db));
     char *value = NULL;
-    if (rcd_db_res_rows (res) > 0 && rcd_db_res_cols (res) > 0
-        && !rcd_db_res_isnull (res, 0, 0))
+    if (rcd_db_res_rows (res) > 0 && rcd_db_res_cols (res) > 0 &&
+        !rcd_db_res_isnull (res, 0, 0))
         value = strdup (rcd_db_res_value (res, 0, 0));
     rcd_db_res_destroy (&res);
     rcd_db_destroy (&db);
@@ -131,9 +131,9 @@ rcd_test_free_port (void)
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
     addr.sin_port = 0;
-    assert_int_equal (bind (fd, (struct sockaddr *) &addr, sizeof addr), 0);
+    assert_int_equal (bind (fd, (struct sockaddr *)&addr, sizeof addr), 0);
     socklen_t len = sizeof addr;
-    assert_int_equal (getsockname (fd, (struct sockaddr *) &addr, &len), 0);
+    assert_int_equal (getsockname (fd, (struct sockaddr *)&addr, &len), 0);
     close (fd);
     return ntohs (addr.sin_port);
 }
@@ -181,7 +181,7 @@ rcd_test_http (const char *method, const char *url, const char *bearer,
     curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
     if (body) {
         curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, (long) strlen (body));
+        curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE, (long)strlen (body));
     }
     if (curl_easy_perform (curl) == CURLE_OK)
         curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &res.status);
@@ -212,15 +212,15 @@ rcd_test_spawn (const char *const *argv, const char *const *env,
         return -1;
     size_t n = 0;
     for (size_t i = 0; i < nextra; i++)
-        envp[n++] = (char *) env[i];
+        envp[n++] = (char *)env[i];
     for (size_t i = 0; i < nours; i++) {
         /* extra entries override ours */
         const char *eq = strchr (environ[i], '=');
-        size_t klen = eq ? (size_t) (eq - environ[i]) : strlen (environ[i]);
+        size_t klen = eq ? (size_t)(eq - environ[i]) : strlen (environ[i]);
         bool overridden = false;
         for (size_t j = 0; j < nextra && !overridden; j++)
-            overridden = strncmp (env[j], environ[i], klen) == 0
-                         && env[j][klen] == '=';
+            overridden =
+                strncmp (env[j], environ[i], klen) == 0 && env[j][klen] == '=';
         if (!overridden)
             envp[n++] = environ[i];
     }
@@ -232,8 +232,7 @@ rcd_test_spawn (const char *const *argv, const char *const *env,
         posix_spawn_file_actions_adddup2 (&fa, 1, 2);
     }
     pid_t pid = -1;
-    int rc = posix_spawn (&pid, argv[0], &fa, NULL, (char *const *) argv,
-                          envp);
+    int rc = posix_spawn (&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
     posix_spawn_file_actions_destroy (&fa);
     free (envp);
     return rc == 0 ? pid : -1;
@@ -281,8 +280,8 @@ rcd_test_wait_until (bool (*fn) (void *arg), void *arg, int timeout_ms)
         if (fn (arg))
             return true;
         clock_gettime (CLOCK_MONOTONIC, &now);
-        long elapsed = (now.tv_sec - start.tv_sec) * 1000
-                       + (now.tv_nsec - start.tv_nsec) / 1000000;
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 +
+                       (now.tv_nsec - start.tv_nsec) / 1000000;
         if (elapsed >= timeout_ms)
             return fn (arg);
         s_sleep_ms (10);
@@ -292,8 +291,8 @@ rcd_test_wait_until (bool (*fn) (void *arg), void *arg, int timeout_ms)
 static bool
 s_http_ok (void *arg)
 {
-    rcd_test_http_t res = rcd_test_http ("GET", (const char *) arg, NULL,
-                                         NULL, NULL);
+    rcd_test_http_t res =
+        rcd_test_http ("GET", (const char *)arg, NULL, NULL, NULL);
     bool ok = res.status == 200;
     rcd_test_http_free (&res);
     return ok;
@@ -302,5 +301,5 @@ s_http_ok (void *arg)
 bool
 rcd_test_wait_http_ok (const char *url, int timeout_ms)
 {
-    return rcd_test_wait_until (s_http_ok, (void *) url, timeout_ms);
+    return rcd_test_wait_until (s_http_ok, (void *)url, timeout_ms);
 }

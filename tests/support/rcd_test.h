@@ -17,68 +17,68 @@
     returns its conninfo. Caller frees. Fails the test (cmocka) when no
     server is configured or reachable. */
 char *
-    rcd_test_db_create (const char *name);
+rcd_test_db_create (const char *name);
 
 /*  Drops the database made by rcd_test_db_create and frees url. */
 void
-    rcd_test_db_drop (char **url_p);
+rcd_test_db_drop (char **url_p);
 
 /*  Runs one SQL statement with parameters on url and returns the first
     column of the first row as a new string (NULL for no row or SQL NULL).
     Fails the test on a SQL error. */
 char *
-    rcd_test_sql (const char *url, const char *sql, int nparams,
-                  const char *const *params);
+rcd_test_sql (const char *url, const char *sql, int nparams,
+              const char *const *params);
 
 /*  Like rcd_test_sql, as an integer (0 for no row). */
 long long
-    rcd_test_sql_int (const char *url, const char *sql, int nparams,
-                      const char *const *params);
+rcd_test_sql_int (const char *url, const char *sql, int nparams,
+                  const char *const *params);
 
 /*  A TCP port free on 127.0.0.1 right now. */
 int
-    rcd_test_free_port (void);
+rcd_test_free_port (void);
 
 /*  An HTTP answer. */
 typedef struct {
-    long status;   /* 0 when the request failed */
-    char *body;    /* NUL-terminated; free with rcd_test_http_free */
+    long status; /* 0 when the request failed */
+    char *body;  /* NUL-terminated; free with rcd_test_http_free */
     size_t size;
 } rcd_test_http_t;
 
 /*  Performs an HTTP request (body may be NULL) with an optional bearer
     key and extra header lines (NULL-terminated array, may be NULL). */
 rcd_test_http_t
-    rcd_test_http (const char *method, const char *url, const char *bearer,
-                   const char *body, const char *const *headers);
+rcd_test_http (const char *method, const char *url, const char *bearer,
+               const char *body, const char *const *headers);
 
 void
-    rcd_test_http_free (rcd_test_http_t *res);
+rcd_test_http_free (rcd_test_http_t *res);
 
 /*  Starts a program with extra environment entries ("K=V", NULL-ended)
     added to ours; its stdout/stderr go to log_path (appended) when given.
     Returns the pid or -1. */
 pid_t
-    rcd_test_spawn (const char *const *argv, const char *const *env,
-                    const char *log_path);
+rcd_test_spawn (const char *const *argv, const char *const *env,
+                const char *log_path);
 
 /*  Sends sig and waits up to timeout_ms for the child to exit. Returns its
     exit status (0..255), 128+signal if killed by one, or -1 on timeout
     (the child is then killed with SIGKILL). */
 int
-    rcd_test_stop (pid_t pid, int sig, int timeout_ms);
+rcd_test_stop (pid_t pid, int sig, int timeout_ms);
 
 /*  Path of a built program (RECADO_BIN_DIR/<name>). Caller frees. */
 char *
-    rcd_test_bin (const char *name);
+rcd_test_bin (const char *name);
 
 /*  Polls fn(arg) every 10 ms until it returns true or timeout_ms passes.
     Returns the last value. */
 bool
-    rcd_test_wait_until (bool (*fn) (void *arg), void *arg, int timeout_ms);
+rcd_test_wait_until (bool (*fn) (void *arg), void *arg, int timeout_ms);
 
 /*  Polls until an HTTP GET of url answers status 200. */
 bool
-    rcd_test_wait_http_ok (const char *url, int timeout_ms);
+rcd_test_wait_http_ok (const char *url, int timeout_ms);
 
 #endif
