@@ -10,14 +10,14 @@
 
 /*  Unix time in milliseconds. */
 int64_t
-    rcd_clock_now_ms (void);
+rcd_clock_now_ms (void);
 
 /*  Unix time in microseconds. */
 int64_t
-    rcd_clock_now_us (void);
+rcd_clock_now_us (void);
 
 /*  Monotonic milliseconds since an arbitrary start. */
 int64_t
-    rcd_clock_mono_ms (void);
+rcd_clock_mono_ms (void);
 
 #endif

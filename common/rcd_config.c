@@ -15,9 +15,9 @@ rcd_config_env_name (const rcd_config_spec_t *spec, char *buf, size_t size)
 {
     if (spec->env)
         return spec->env;
-    size_t n = (size_t) snprintf (buf, size, "RECADO_");
+    size_t n = (size_t)snprintf (buf, size, "RECADO_");
     for (const char *k = spec->key; *k && n + 1 < size; k++)
-        buf[n++] = (char) toupper ((unsigned char) *k);
+        buf[n++] = (char)toupper ((unsigned char)*k);
     buf[n < size ? n : size - 1] = 0;
     return buf;
 }
@@ -27,7 +27,7 @@ static int
 s_parse_value (const rcd_config_spec_t *spec, const char *text, void *target,
                const char **why)
 {
-    char *field = (char *) target + spec->offset;
+    char *field = (char *)target + spec->offset;
     switch (spec->type) {
         case RCD_CONFIG_TYPE_INT: {
             char *end = NULL;
@@ -41,27 +41,27 @@ s_parse_value (const rcd_config_spec_t *spec, const char *text, void *target,
                 *why = "out of range";
                 return -1;
             }
-            *(int64_t *) field = v;
+            *(int64_t *)field = v;
             return 0;
         }
         case RCD_CONFIG_TYPE_BOOL: {
             bool v;
-            if (!strcasecmp (text, "1") || !strcasecmp (text, "true")
-                || !strcasecmp (text, "yes") || !strcasecmp (text, "on"))
+            if (!strcasecmp (text, "1") || !strcasecmp (text, "true") ||
+                !strcasecmp (text, "yes") || !strcasecmp (text, "on"))
                 v = true;
-            else if (!strcasecmp (text, "0") || !strcasecmp (text, "false")
-                     || !strcasecmp (text, "no") || !strcasecmp (text, "off"))
+            else if (!strcasecmp (text, "0") || !strcasecmp (text, "false") ||
+                     !strcasecmp (text, "no") || !strcasecmp (text, "off"))
                 v = false;
             else {
                 *why = "not a boolean";
                 return -1;
             }
-            *(bool *) field = v;
+            *(bool *)field = v;
             return 0;
         }
         case RCD_CONFIG_TYPE_STR:
         case RCD_CONFIG_TYPE_SECRET: {
-            char **slot = (char **) field;
+            char **slot = (char **)field;
             free (*slot);
             *slot = strdup (text);
             return *slot ? 0 : -1;
@@ -80,8 +80,8 @@ rcd_config_load (const rcd_config_spec_t *specs, void *target)
         if (!text || !*text)
             text = s->def;
         if (!text) {
-            if (s->type == RCD_CONFIG_TYPE_STR
-                || s->type == RCD_CONFIG_TYPE_SECRET)
+            if (s->type == RCD_CONFIG_TYPE_STR ||
+                s->type == RCD_CONFIG_TYPE_SECRET)
                 continue; /* optional string: stays NULL */
             rcd_log_error ("config: missing required setting", "{s:s, s:s}",
                            "key", s->key, "env", env);
@@ -95,10 +95,9 @@ rcd_config_load (const rcd_config_spec_t *specs, void *target)
                                s->key, "env", env, "why", why);
             else
                 rcd_log_error ("config: bad value",
-                               "{s:s, s:s, s:s, s:s, s:I, s:I}", "key",
-                               s->key, "env", env, "value", text, "why", why,
-                               "min", (json_int_t) s->min, "max",
-                               (json_int_t) s->max);
+                               "{s:s, s:s, s:s, s:s, s:I, s:I}", "key", s->key,
+                               "env", env, "value", text, "why", why, "min",
+                               (json_int_t)s->min, "max", (json_int_t)s->max);
             rcd_config_free (specs, target);
             return -1;
         }
@@ -120,7 +119,7 @@ s_masked (const rcd_config_spec_t *spec, const char *value)
     const char *colon = scheme ? strchr (scheme + 3, ':') : NULL;
     if (at && colon && colon < at) {
         char buf[512];
-        snprintf (buf, sizeof buf, "%.*s:***%s", (int) (colon - value), value,
+        snprintf (buf, sizeof buf, "%.*s:***%s", (int)(colon - value), value,
                   at);
         return json_string (buf);
     }
@@ -134,14 +133,14 @@ rcd_config_log (const rcd_config_spec_t *specs, const void *target)
 {
     json_t *obj = json_object ();
     for (const rcd_config_spec_t *s = specs; s->key; s++) {
-        const char *field = (const char *) target + s->offset;
+        const char *field = (const char *)target + s->offset;
         json_t *v = NULL;
         if (s->type == RCD_CONFIG_TYPE_INT)
-            v = json_integer (*(const int64_t *) field);
+            v = json_integer (*(const int64_t *)field);
         else if (s->type == RCD_CONFIG_TYPE_BOOL)
-            v = json_boolean (*(const bool *) field);
+            v = json_boolean (*(const bool *)field);
         else
-            v = s_masked (s, *(char *const *) field);
+            v = s_masked (s, *(char *const *)field);
         json_object_set_new (obj, s->key, v);
     }
     rcd_log_info ("config", "{s:o}", "config", obj);
@@ -164,10 +163,9 @@ void
 rcd_config_free (const rcd_config_spec_t *specs, void *target)
 {
     for (const rcd_config_spec_t *s = specs; s->key; s++) {
-        if (s->type != RCD_CONFIG_TYPE_STR
-            && s->type != RCD_CONFIG_TYPE_SECRET)
+        if (s->type != RCD_CONFIG_TYPE_STR && s->type != RCD_CONFIG_TYPE_SECRET)
             continue;
-        char **slot = (char **) ((char *) target + s->offset);
+        char **slot = (char **)((char *)target + s->offset);
         free (*slot);
         *slot = NULL;
     }

@@ -40,14 +40,13 @@ rcd_crypto_sha256_hex (const char *text, char out[65])
 }
 
 int
-rcd_crypto_token (const char *prefix, size_t nbytes, char *out,
-                  size_t out_size)
+rcd_crypto_token (const char *prefix, size_t nbytes, char *out, size_t out_size)
 {
     unsigned char raw[64];
     size_t plen = prefix ? strlen (prefix) : 0;
     if (nbytes > sizeof raw || out_size < plen + 2 * nbytes + 1)
         return -1;
-    if (RAND_bytes (raw, (int) nbytes) != 1)
+    if (RAND_bytes (raw, (int)nbytes) != 1)
         return -1;
     memcpy (out, prefix ? prefix : "", plen);
     s_hex (raw, nbytes, out + plen);
@@ -71,7 +70,7 @@ rcd_crypto_hmac_sha256_hex (const char *key, const void *data, size_t size,
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (!HMAC (EVP_sha256 (), key, (int) strlen (key), data, size, mac, &len))
+    if (!HMAC (EVP_sha256 (), key, (int)strlen (key), data, size, mac, &len))
         return -1;
     s_hex (mac, len, out);
     return 0;

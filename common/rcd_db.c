@@ -26,12 +26,12 @@ typedef struct s_stmt {
 struct rcd_db {
     char *url;
     PGconn *conn;
-    uint64_t gen;           /* bumped on every successful (re)connect */
-    int64_t retry_at_ms;    /* no reconnect attempt before this */
-    int backoff_ms;         /* next backoff */
-    s_stmt_t *stmts;        /* registered statements */
-    char error[512];        /* last error text */
-    char sqlstate[6];       /* last SQLSTATE */
+    uint64_t gen;        /* bumped on every successful (re)connect */
+    int64_t retry_at_ms; /* no reconnect attempt before this */
+    int backoff_ms;      /* next backoff */
+    s_stmt_t *stmts;     /* registered statements */
+    char error[512];     /* last error text */
+    char sqlstate[6];    /* last SQLSTATE */
 };
 
 static int64_t
@@ -39,7 +39,7 @@ s_mono_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void
@@ -48,16 +48,15 @@ s_set_error (rcd_db_t *self, const char *text, const char *state)
     snprintf (self->error, sizeof self->error, "%s", text ? text : "");
     size_t n = strcspn (self->error, "\n");
     self->error[n] = 0;
-    snprintf (self->sqlstate, sizeof self->sqlstate, "%s",
-              state ? state : "");
+    snprintf (self->sqlstate, sizeof self->sqlstate, "%s", state ? state : "");
 }
 
 /*  Suppresses libpq's notices (they would break our JSON log lines). */
 static void
 s_notice_ignore (void *arg, const char *message)
 {
-    (void) arg;
-    (void) message;
+    (void)arg;
+    (void)message;
 }
 
 /*  Connects (or reconnects) when the connection is down and backoff
@@ -105,7 +104,7 @@ rcd_db_new (const char *url)
         return NULL;
     }
     self->backoff_ms = RCD_DB_BACKOFF_MIN_MS;
-    (void) s_ensure_connected (self);
+    (void)s_ensure_connected (self);
     return self;
 }
 
@@ -169,7 +168,7 @@ s_finish (rcd_db_t *self, PGresult *res, rcd_db_res_t **res_p)
         self->error[0] = 0;
         self->sqlstate[0] = 0;
         if (res_p)
-            *res_p = (rcd_db_res_t *) res;
+            *res_p = (rcd_db_res_t *)res;
         else
             PQclear (res);
         return 0;
@@ -218,14 +217,13 @@ rcd_db_run (rcd_db_t *self, const char *name, int nparams,
         return -1;
     }
     if (stmt->prepared_gen != self->gen) {
-        PGresult *res =
-            PQprepare (self->conn, stmt->name, stmt->sql, 0, NULL);
+        PGresult *res = PQprepare (self->conn, stmt->name, stmt->sql, 0, NULL);
         if (s_finish (self, res, NULL) != 0)
             return -1;
         stmt->prepared_gen = self->gen;
     }
-    PGresult *res = PQexecPrepared (self->conn, stmt->name, nparams, params,
-                                    NULL, NULL, 0);
+    PGresult *res =
+        PQexecPrepared (self->conn, stmt->name, nparams, params, NULL, NULL, 0);
     return s_finish (self, res, res_p);
 }
 
@@ -252,8 +250,8 @@ rcd_db_commit (rcd_db_t *self)
 void
 rcd_db_rollback (rcd_db_t *self)
 {
-    if (self->conn && PQstatus (self->conn) == CONNECTION_OK
-        && PQtransactionStatus (self->conn) != PQTRANS_IDLE)
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK &&
+        PQtransactionStatus (self->conn) != PQTRANS_IDLE)
         PQclear (PQexec (self->conn, "ROLLBACK"));
 }
 
@@ -278,34 +276,34 @@ rcd_db_error_is (rcd_db_t *self, const char *sqlstate)
 int
 rcd_db_res_rows (const rcd_db_res_t *res)
 {
-    return res ? PQntuples ((const PGresult *) res) : 0;
+    return res ? PQntuples ((const PGresult *)res) : 0;
 }
 
 int
 rcd_db_res_cols (const rcd_db_res_t *res)
 {
-    return res ? PQnfields ((const PGresult *) res) : 0;
+    return res ? PQnfields ((const PGresult *)res) : 0;
 }
 
 int64_t
 rcd_db_res_affected (const rcd_db_res_t *res)
 {
-    const char *n = res ? PQcmdTuples ((PGresult *) res) : NULL;
+    const char *n = res ? PQcmdTuples ((PGresult *)res) : NULL;
     return n && *n ? strtoll (n, NULL, 10) : 0;
 }
 
 bool
 rcd_db_res_isnull (const rcd_db_res_t *res, int row, int col)
 {
-    return PQgetisnull ((const PGresult *) res, row, col) != 0;
+    return PQgetisnull ((const PGresult *)res, row, col) != 0;
 }
 
 const char *
 rcd_db_res_value (const rcd_db_res_t *res, int row, int col)
 {
-    if (PQgetisnull ((const PGresult *) res, row, col))
+    if (PQgetisnull ((const PGresult *)res, row, col))
         return NULL;
-    return PQgetvalue ((const PGresult *) res, row, col);
+    return PQgetvalue ((const PGresult *)res, row, col);
 }
 
 int64_t
@@ -320,7 +318,7 @@ rcd_db_res_destroy (rcd_db_res_t **res_p)
 {
     if (!res_p || !*res_p)
         return;
-    PQclear ((PGresult *) *res_p);
+    PQclear ((PGresult *)*res_p);
     *res_p = NULL;
 }
 
@@ -334,8 +332,8 @@ rcd_db_int64_array (const int64_t *values, size_t count)
     size_t n = 0;
     buf[n++] = '{';
     for (size_t i = 0; i < count; i++)
-        n += (size_t) snprintf (buf + n, cap - n, "%s%lld", i ? "," : "",
-                                (long long) values[i]);
+        n += (size_t)snprintf (buf + n, cap - n, "%s%lld", i ? "," : "",
+                               (long long)values[i]);
     buf[n++] = '}';
     buf[n] = 0;
     return buf;

@@ -25,92 +25,92 @@ typedef struct rcd_db_res rcd_db_res_t;
 /*  Creates a handle and tries to connect once (see rcd_db_connected).
     Returns NULL only when out of memory. Caller owns the result. */
 rcd_db_t *
-    rcd_db_new (const char *url);
+rcd_db_new (const char *url);
 
 void
-    rcd_db_destroy (rcd_db_t **self_p);
+rcd_db_destroy (rcd_db_t **self_p);
 
 /*  True while the connection is up (after reconnecting if due). */
 bool
-    rcd_db_connected (rcd_db_t *self);
+rcd_db_connected (rcd_db_t *self);
 
 /*  Connection generation: changes on every (re)connect, so a caller can
     tell that session state (advisory locks, prepared plans) was lost. */
 uint64_t
-    rcd_db_generation (rcd_db_t *self);
+rcd_db_generation (rcd_db_t *self);
 
 /*  Registers a named statement, prepared on first use on every
     connection. Names and SQL are copied. */
 int
-    rcd_db_prepare (rcd_db_t *self, const char *name, const char *sql);
+rcd_db_prepare (rcd_db_t *self, const char *name, const char *sql);
 
 /*  Runs SQL text with nparams text parameters ($1..$n; NULL is SQL NULL).
     On success returns 0 and, when res_p is not NULL, the result (caller
     owns it: rcd_db_res_destroy). Returns -1 on any error (see
     rcd_db_error, rcd_db_sqlstate). */
 int
-    rcd_db_exec (rcd_db_t *self, const char *sql, int nparams,
-                 const char *const *params, rcd_db_res_t **res_p)
-        __attribute__ ((warn_unused_result));
+rcd_db_exec (rcd_db_t *self, const char *sql, int nparams,
+             const char *const *params, rcd_db_res_t **res_p)
+    __attribute__ ((warn_unused_result));
 
 /*  The same for a statement registered with rcd_db_prepare. */
 int
-    rcd_db_run (rcd_db_t *self, const char *name, int nparams,
-                const char *const *params, rcd_db_res_t **res_p)
-        __attribute__ ((warn_unused_result));
+rcd_db_run (rcd_db_t *self, const char *name, int nparams,
+            const char *const *params, rcd_db_res_t **res_p)
+    __attribute__ ((warn_unused_result));
 
 /*  Runs a constant multi-statement script with no parameters
     (migrations only). */
 int
-    rcd_db_script (rcd_db_t *self, const char *sql)
-        __attribute__ ((warn_unused_result));
+rcd_db_script (rcd_db_t *self, const char *sql)
+    __attribute__ ((warn_unused_result));
 
 /*  Transactions. rollback is safe to call when no transaction is open. */
 int
-    rcd_db_begin (rcd_db_t *self) __attribute__ ((warn_unused_result));
+rcd_db_begin (rcd_db_t *self) __attribute__ ((warn_unused_result));
 int
-    rcd_db_commit (rcd_db_t *self) __attribute__ ((warn_unused_result));
+rcd_db_commit (rcd_db_t *self) __attribute__ ((warn_unused_result));
 void
-    rcd_db_rollback (rcd_db_t *self);
+rcd_db_rollback (rcd_db_t *self);
 
 /*  Last error message and SQLSTATE ("" when none). Borrowed. */
 const char *
-    rcd_db_error (rcd_db_t *self);
+rcd_db_error (rcd_db_t *self);
 const char *
-    rcd_db_sqlstate (rcd_db_t *self);
+rcd_db_sqlstate (rcd_db_t *self);
 
 /*  True when the last error was SQLSTATE code. */
 bool
-    rcd_db_error_is (rcd_db_t *self, const char *sqlstate);
+rcd_db_error_is (rcd_db_t *self, const char *sqlstate);
 
 /*  Results. Values are text; borrowed, valid until the result is
     destroyed. */
 int
-    rcd_db_res_rows (const rcd_db_res_t *res);
+rcd_db_res_rows (const rcd_db_res_t *res);
 int
-    rcd_db_res_cols (const rcd_db_res_t *res);
+rcd_db_res_cols (const rcd_db_res_t *res);
 /*  Rows affected by an INSERT/UPDATE/DELETE. */
 int64_t
-    rcd_db_res_affected (const rcd_db_res_t *res);
+rcd_db_res_affected (const rcd_db_res_t *res);
 bool
-    rcd_db_res_isnull (const rcd_db_res_t *res, int row, int col);
+rcd_db_res_isnull (const rcd_db_res_t *res, int row, int col);
 /*  NULL for SQL NULL. */
 const char *
-    rcd_db_res_value (const rcd_db_res_t *res, int row, int col);
+rcd_db_res_value (const rcd_db_res_t *res, int row, int col);
 int64_t
-    rcd_db_res_int64 (const rcd_db_res_t *res, int row, int col);
+rcd_db_res_int64 (const rcd_db_res_t *res, int row, int col);
 void
-    rcd_db_res_destroy (rcd_db_res_t **res_p);
+rcd_db_res_destroy (rcd_db_res_t **res_p);
 
 /*  Formats a PostgreSQL array literal of 64-bit integers ("{1,2,3}") for
     passing a batch as one parameter. Caller frees the result. */
 char *
-    rcd_db_int64_array (const int64_t *values, size_t count);
+rcd_db_int64_array (const int64_t *values, size_t count);
 
 /*  Appends value to a PostgreSQL text array literal being built in
     *buf (quoted and escaped; NULL becomes NULL). Returns 0 or -1. */
 int
-    rcd_db_text_array_append (char **buf, size_t *len, size_t *cap,
-                              const char *value);
+rcd_db_text_array_append (char **buf, size_t *len, size_t *cap,
+                          const char *value);
 
 #endif

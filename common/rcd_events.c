@@ -11,16 +11,15 @@
 #include <unistd.h>
 
 struct rcd_events {
-    zsock_t *pub;        /* connected PUB */
-    char service[32];    /* service name */
-    char replica[64];    /* unique process name */
-    uint64_t seq;        /* heartbeat sequence */
-    int64_t started_ms;  /* for uptime */
+    zsock_t *pub;       /* connected PUB */
+    char service[32];   /* service name */
+    char replica[64];   /* unique process name */
+    uint64_t seq;       /* heartbeat sequence */
+    int64_t started_ms; /* for uptime */
 };
 
 rcd_events_t *
-rcd_events_new (const char *endpoint, const char *service,
-                const char *replica)
+rcd_events_new (const char *endpoint, const char *service, const char *replica)
 {
     rcd_events_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -32,7 +31,7 @@ rcd_events_new (const char *endpoint, const char *service,
         char host[40] = "host";
         gethostname (host, sizeof host - 1);
         snprintf (self->replica, sizeof self->replica, "%s:%d", host,
-                  (int) getpid ());
+                  (int)getpid ());
     }
     self->started_ms = rcd_clock_mono_ms ();
     self->pub = zsock_new (ZMQ_PUB);
@@ -68,11 +67,11 @@ rcd_events_emit (rcd_events_t *self, const char *kind, uint64_t count,
     rcd_event_t ev = {
         .service = self->service,
         .replica = self->replica,
-        .kind = (char *) kind,
+        .kind = (char *)kind,
         .count = count,
         .tenant_id = tenant_id,
         .value = value,
-        .detail = (char *) detail,
+        .detail = (char *)detail,
     };
     return rcd_event_send (&ev, self->pub);
 }
@@ -84,8 +83,8 @@ rcd_events_heartbeat (rcd_events_t *self, const char *state)
         .service = self->service,
         .replica = self->replica,
         .seq = ++self->seq,
-        .uptime_ms = (uint64_t) (rcd_clock_mono_ms () - self->started_ms),
-        .state = (char *) state,
+        .uptime_ms = (uint64_t)(rcd_clock_mono_ms () - self->started_ms),
+        .state = (char *)state,
     };
     return rcd_heartbeat_send (&hb, self->pub);
 }

@@ -16,23 +16,22 @@ typedef struct rcd_events rcd_events_t;
 /*  Connects to endpoint as service. replica is "<hostname>:<pid>" unless
     given. Returns NULL on a bad endpoint. Caller owns the result. */
 rcd_events_t *
-    rcd_events_new (const char *endpoint, const char *service,
-                    const char *replica);
+rcd_events_new (const char *endpoint, const char *service, const char *replica);
 
 void
-    rcd_events_destroy (rcd_events_t **self_p);
+rcd_events_destroy (rcd_events_t **self_p);
 
 /*  Publishes that kind happened count times. detail may be NULL. */
 int
-    rcd_events_emit (rcd_events_t *self, const char *kind, uint64_t count,
-                     uint64_t tenant_id, int64_t value, const char *detail);
+rcd_events_emit (rcd_events_t *self, const char *kind, uint64_t count,
+                 uint64_t tenant_id, int64_t value, const char *detail);
 
 /*  Publishes a heartbeat with an optional state word. */
 int
-    rcd_events_heartbeat (rcd_events_t *self, const char *state);
+rcd_events_heartbeat (rcd_events_t *self, const char *state);
 
 /*  Replica name. Borrowed. */
 const char *
-    rcd_events_replica (rcd_events_t *self);
+rcd_events_replica (rcd_events_t *self);
 
 #endif

@@ -26,7 +26,7 @@ rcd_log_init (const char *service)
     const char *level = getenv ("RECADO_LOG_LEVEL");
     for (int i = 0; level && i < 4; i++)
         if (strcmp (level, s_level_names[i]) == 0)
-            s_level = (rcd_log_level_t) i;
+            s_level = (rcd_log_level_t)i;
 }
 
 void
@@ -44,20 +44,19 @@ s_format_now (char *buf, size_t size)
     struct tm tm;
     gmtime_r (&tv.tv_sec, &tm);
     size_t n = strftime (buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf (buf + n, size - n, ".%03ldZ", (long) (tv.tv_usec / 1000));
+    snprintf (buf + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
 void
-rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields,
-               ...)
+rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...)
 {
     if (level < s_level)
         return;
     char ts[40];
     s_format_now (ts, sizeof ts);
     json_t *line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
-                              s_level_names[level], "service", s_service,
-                              "msg", msg ? msg : "");
+                              s_level_names[level], "service", s_service, "msg",
+                              msg ? msg : "");
     if (!line)
         return;
     if (fields) {

@@ -23,11 +23,11 @@ extern const rcd_migration_t rcd_migrations[];
 /*  Applies every migration not yet recorded. Returns the number applied,
     or -1 on failure (nothing of the failed migration is kept). */
 int
-    rcd_migrate_apply (rcd_db_t *db);
+rcd_migrate_apply (rcd_db_t *db);
 
 /*  Highest version recorded in schema_migrations, 0 for none, -1 on
     error. */
 int
-    rcd_migrate_current (rcd_db_t *db);
+rcd_migrate_current (rcd_db_t *db);
 
 #endif

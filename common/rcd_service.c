@@ -13,7 +13,7 @@ static volatile sig_atomic_t s_stop_requests = 0;
 static void
 s_on_signal (int sig)
 {
-    (void) sig;
+    (void)sig;
     if (++s_stop_requests > 1)
         _exit (1);
 }
@@ -76,8 +76,8 @@ rcd_service_run (zactor_t **actor_p, int drain_ms)
         zstr_send (actor, "DRAIN");
         int64_t deadline = zclock_mono () + drain_ms;
         while (zclock_mono () < deadline) {
-            if (zpoller_wait (poller, (int) (deadline - zclock_mono ()))
-                != actor)
+            if (zpoller_wait (poller, (int)(deadline - zclock_mono ())) !=
+                actor)
                 continue;
             char *reply = zstr_recv (actor);
             bool done = reply && strcmp (reply, "DRAINED") == 0;
@@ -98,7 +98,7 @@ rcd_service_args (int argc, char **argv, const char *usage,
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
-            rcd_config_print_help ((const rcd_config_spec_t *) config_specs,
+            rcd_config_print_help ((const rcd_config_spec_t *)config_specs,
                                    usage);
             return 0;
         }

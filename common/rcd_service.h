@@ -20,26 +20,26 @@
 /*  Installs our SIGTERM/SIGINT handlers and turns czmq's off. Call before
     creating any socket. */
 void
-    rcd_service_signals_init (void);
+rcd_service_signals_init (void);
 
 /*  True once a stop signal arrived. */
 bool
-    rcd_service_stopping (void);
+rcd_service_stopping (void);
 
 /*  Asks the process to stop as if signalled (tests, fatal paths). */
 void
-    rcd_service_request_stop (void);
+rcd_service_request_stop (void);
 
 /*  Waits until a signal or a FATAL from the actor, then asks it to drain
     for at most drain_ms and destroys it. Returns the process exit code:
     0 after a clean stop, 1 after a FATAL. */
 int
-    rcd_service_run (zactor_t **actor_p, int drain_ms);
+rcd_service_run (zactor_t **actor_p, int drain_ms);
 
 /*  Handles --help and --version. Returns -1 to go on, else an exit code
     for main to return (help printed). */
 int
-    rcd_service_args (int argc, char **argv, const char *usage,
-                      const void *config_specs);
+rcd_service_args (int argc, char **argv, const char *usage,
+                  const void *config_specs);
 
 #endif

@@ -33,22 +33,22 @@ typedef enum {
 } rcd_msg_type_t;
 
 #define RCD_PROTO_MEMBER(kind, fname, max, req) RCD_PROTO_CTYPE_##kind fname;
-#define RCD_PROTO_STRUCT(name, topic, type)                                  \
-    typedef struct {                                                         \
-        RCD_PROTO_FIELDS_##name (RCD_PROTO_MEMBER) char *strbuf_;            \
+#define RCD_PROTO_STRUCT(name, topic, type)                                    \
+    typedef struct {                                                           \
+        RCD_PROTO_FIELDS_##name (RCD_PROTO_MEMBER) char *strbuf_;              \
     } rcd_##name##_t;
 RCD_PROTO_MESSAGES (RCD_PROTO_STRUCT)
 #undef RCD_PROTO_STRUCT
 #undef RCD_PROTO_MEMBER
 
-#define RCD_PROTO_DECLARE(name, topic, type)                                 \
-    int rcd_##name##_encode (const rcd_##name##_t *msg, char **data_p,       \
-                             size_t *size_p)                                 \
-        __attribute__ ((warn_unused_result));                                \
-    int rcd_##name##_decode (const void *data, size_t size,                  \
-                             rcd_##name##_t *msg)                            \
-        __attribute__ ((warn_unused_result));                                \
-    int rcd_##name##_send (const rcd_##name##_t *msg, zsock_t *sock);        \
+#define RCD_PROTO_DECLARE(name, topic, type)                                   \
+    int rcd_##name##_encode (const rcd_##name##_t *msg, char **data_p,         \
+                             size_t *size_p)                                   \
+        __attribute__ ((warn_unused_result));                                  \
+    int rcd_##name##_decode (const void *data, size_t size,                    \
+                             rcd_##name##_t *msg)                              \
+        __attribute__ ((warn_unused_result));                                  \
+    int rcd_##name##_send (const rcd_##name##_t *msg, zsock_t *sock);          \
     void rcd_##name##_clear (rcd_##name##_t *msg);
 RCD_PROTO_MESSAGES (RCD_PROTO_DECLARE)
 #undef RCD_PROTO_DECLARE
@@ -68,22 +68,22 @@ typedef struct {
     received (interrupted, timeout), -2 for a malformed message, which has
     been consumed and dropped: count it. */
 int
-    rcd_proto_recv (zsock_t *sock, rcd_proto_msg_t *msg);
+rcd_proto_recv (zsock_t *sock, rcd_proto_msg_t *msg);
 
 /*  Decodes a topic + body pair already read from a socket. */
 int
-    rcd_proto_decode (const char *topic, size_t topic_size, const void *data,
-                      size_t size, rcd_proto_msg_t *msg);
+rcd_proto_decode (const char *topic, size_t topic_size, const void *data,
+                  size_t size, rcd_proto_msg_t *msg);
 
 void
-    rcd_proto_msg_clear (rcd_proto_msg_t *msg);
+rcd_proto_msg_clear (rcd_proto_msg_t *msg);
 
 /*  Topic string of a message type. Borrowed. */
 const char *
-    rcd_proto_topic (rcd_msg_type_t type);
+rcd_proto_topic (rcd_msg_type_t type);
 
 /*  Why the last decode on this thread failed. Borrowed. */
 const char *
-    rcd_proto_last_error (void);
+rcd_proto_last_error (void);
 
 #endif

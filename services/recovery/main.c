@@ -20,7 +20,7 @@ main (int argc, char **argv)
     rcd_config_log (rcd_recovery_config_specs, &cfg);
     rcd_service_signals_init ();
     zactor_t *actor = zactor_new (rcd_recovery_server, &cfg);
-    rc = actor ? rcd_service_run (&actor, (int) cfg.drain_timeout_ms) : 1;
+    rc = actor ? rcd_service_run (&actor, (int)cfg.drain_timeout_ms) : 1;
     rcd_config_free (rcd_recovery_config_specs, &cfg);
     return rc;
 }

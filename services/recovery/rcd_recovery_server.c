@@ -96,14 +96,14 @@ static const char *s_expiry_sql =
     "SELECT count(*) FROM moved";
 
 typedef struct {
-    zsock_t *pipe;        /* actor pipe */
-    zsock_t *nudge;       /* PUSH to the scheduler */
+    zsock_t *pipe;  /* actor pipe */
+    zsock_t *nudge; /* PUSH to the scheduler */
     zpoller_t *poller;
     rcd_events_t *events; /* PUB to the monitor */
     rcd_db_t *db;
     const rcd_recovery_config_t *cfg;
-    bool terminated;      /* $TERM received */
-    bool draining;        /* DRAIN received */
+    bool terminated; /* $TERM received */
+    bool draining;   /* DRAIN received */
     int64_t next_heartbeat_ms, next_lease_ms, next_expiry_ms;
 } self_t;
 
@@ -145,8 +145,8 @@ s_self_new (zsock_t *pipe, const rcd_recovery_config_t *cfg)
     self->poller = zpoller_new (pipe, NULL);
     if (!self->events || !self->db || !self->poller)
         goto fail;
-    if (rcd_db_prepare (self->db, "leases", s_leases_sql) != 0
-        || rcd_db_prepare (self->db, "expiry", s_expiry_sql) != 0)
+    if (rcd_db_prepare (self->db, "leases", s_leases_sql) != 0 ||
+        rcd_db_prepare (self->db, "expiry", s_expiry_sql) != 0)
         goto fail;
     return self;
 fail:
@@ -160,13 +160,13 @@ static int
 s_self_sweep (self_t *self, const char *stmt, int cols, int64_t *totals)
 {
     char batch[24];
-    snprintf (batch, sizeof batch, "%lld", (long long) self->cfg->batch);
+    snprintf (batch, sizeof batch, "%lld", (long long)self->cfg->batch);
     const char *params[] = {batch};
     for (int round = 0; round < 100; round++) {
         rcd_db_res_t *res = NULL;
         if (rcd_db_run (self->db, stmt, 1, params, &res) != 0) {
-            rcd_log_warn ("sweep failed", "{s:s, s:s}", "sweep", stmt,
-                          "error", rcd_db_error (self->db));
+            rcd_log_warn ("sweep failed", "{s:s, s:s}", "sweep", stmt, "error",
+                          rcd_db_error (self->db));
             return -1;
         }
         int64_t moved = 0;
@@ -190,17 +190,17 @@ s_self_recover_leases (self_t *self)
         return;
     if (counts[0] > 0) {
         rcd_log_info ("leases recovered", "{s:I}", "count",
-                      (json_int_t) counts[0]);
-        rcd_events_emit (self->events, "lease.recovered",
-                         (uint64_t) counts[0], 0, 0, NULL);
-        rcd_nudge_t nudge = {.tenant_id = 0, .count = (uint32_t) counts[0]};
+                      (json_int_t)counts[0]);
+        rcd_events_emit (self->events, "lease.recovered", (uint64_t)counts[0],
+                         0, 0, NULL);
+        rcd_nudge_t nudge = {.tenant_id = 0, .count = (uint32_t)counts[0]};
         rcd_nudge_send (&nudge, self->nudge); /* dropped if none listens */
     }
     if (counts[1] > 0) {
-        rcd_log_warn ("leases expired with attempts used up", "{s:I}",
-                      "count", (json_int_t) counts[1]);
-        rcd_events_emit (self->events, "lease.failed", (uint64_t) counts[1],
-                         0, 0, NULL);
+        rcd_log_warn ("leases expired with attempts used up", "{s:I}", "count",
+                      (json_int_t)counts[1]);
+        rcd_events_emit (self->events, "lease.failed", (uint64_t)counts[1], 0,
+                         0, NULL);
     }
 }
 
@@ -210,8 +210,8 @@ s_self_expire_messages (self_t *self)
     int64_t count = 0;
     if (s_self_sweep (self, "expiry", 1, &count) != 0 || count == 0)
         return;
-    rcd_log_info ("messages expired", "{s:I}", "count", (json_int_t) count);
-    rcd_events_emit (self->events, "message.expired", (uint64_t) count, 0, 0,
+    rcd_log_info ("messages expired", "{s:I}", "count", (json_int_t)count);
+    rcd_events_emit (self->events, "message.expired", (uint64_t)count, 0, 0,
                      NULL);
 }
 
@@ -270,7 +270,7 @@ rcd_recovery_server (zsock_t *pipe, void *args)
             if (self->next_expiry_ms < next)
                 next = self->next_expiry_ms;
         }
-        int wait = next > now ? (int) (next - now) : 0;
+        int wait = next > now ? (int)(next - now) : 0;
         void *which = zpoller_wait (self->poller, wait);
         if (which == pipe)
             s_self_handle_pipe (self);

@@ -24,6 +24,6 @@ typedef struct {
 extern const rcd_config_spec_t rcd_recovery_config_specs[];
 
 void
-    rcd_recovery_server (zsock_t *pipe, void *args);
+rcd_recovery_server (zsock_t *pipe, void *args);
 
 #endif
