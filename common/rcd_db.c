@@ -73,7 +73,11 @@ s_ensure_connected (rcd_db_t *self)
     }
     if (self->conn)
         PQfinish (self->conn);
-    self->conn = PQconnectdb (self->url);
+    /* A default connect timeout, so an unreachable host that never
+       refuses cannot block an actor; the URL's own setting wins. */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *values[] = {"5", self->url, NULL};
+    self->conn = PQconnectdbParams (keys, values, 1);
     if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
         PQsetNoticeProcessor (self->conn, s_notice_ignore, NULL);
         self->gen++;
@@ -143,6 +147,18 @@ rcd_db_generation (rcd_db_t *self)
 int
 rcd_db_prepare (rcd_db_t *self, const char *name, const char *sql)
 {
+    /* A second entry under one name would shadow the first: once that one
+       was prepared on the connection, preparing the shadow fails with
+       42P05 on every run until a reconnect. Registering the same
+       statement again is harmless; reusing a name for other SQL is a bug. */
+    for (s_stmt_t *old = self->stmts; old; old = old->next)
+        if (strcmp (old->name, name) == 0) {
+            if (strcmp (old->sql, sql) == 0)
+                return 0;
+            s_set_error (self, "statement name registered with other SQL",
+                         "42P05");
+            return -1;
+        }
     s_stmt_t *stmt = calloc (1, sizeof *stmt);
     if (!stmt)
         return -1;

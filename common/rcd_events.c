@@ -55,6 +55,8 @@ rcd_events_destroy (rcd_events_t **self_p)
     if (!self_p || !*self_p)
         return;
     rcd_events_t *self = *self_p;
+    /* A goodbye: the monitor then knows the silence is not a failure. */
+    rcd_events_heartbeat (self, "stopped");
     zsock_destroy (&self->pub);
     free (self);
     *self_p = NULL;

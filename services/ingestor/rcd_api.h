@@ -1,0 +1,183 @@
+/*  rcd_api.h - the ingestor's HTTP handlers and what they share.
+
+    The server (rcd_ingestor_server.c) owns HTTP, authentication and the
+    connection pool; a handler only turns one authenticated request into
+    one reply, with its database work on the borrowed connection. Side
+    effects the server must act on (nudging the scheduler, counting
+    events) come back as counts in the reply, so handlers stay free of
+    sockets and threads.
+
+    Every handler fills reply->status and reply->body on every path; an
+    error body is API.md's {"error": {"code", "message", "field"}}.
+*/
+#ifndef RCD_API_H_INCLUDED
+#define RCD_API_H_INCLUDED
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rcd_db.h"
+
+/*  One authenticated request, as a handler sees it. All borrowed. */
+typedef struct {
+    rcd_db_t *db;                /* this thread's connection */
+    int64_t tenant_id;           /* the caller's tenant; 0 on admin routes */
+    int64_t id;                  /* the {id} path segment, when routed */
+    const char *body;            /* NUL-terminated body; NULL when none */
+    size_t body_size;            /* bytes in body */
+    json_t *query;               /* query arguments, name -> string */
+    const char *default_country; /* calling code for national numbers */
+} rcd_api_req_t;
+
+/*  One reply. */
+typedef struct {
+    int status;          /* HTTP status */
+    char *body;          /* JSON text, owned (free); NULL: empty body */
+    uint32_t accepted;   /* messages newly stored (the scheduler's nudge) */
+    uint32_t duplicates; /* idempotent replays answered */
+    uint32_t rejected;   /* batch items answered with an error */
+    uint32_t cancelled;  /* messages cancelled */
+    uint32_t created;    /* tenants or instances created */
+} rcd_api_reply_t;
+
+/*  A validation or processing error, before it becomes a body. */
+typedef struct {
+    int status;        /* HTTP status */
+    const char *code;  /* API.md error code; static */
+    char field[128];   /* JSON path of the culprit; "" for null */
+    char message[256]; /* human text */
+} rcd_api_error_t;
+
+/*  JSON value kinds a body field may have. */
+typedef enum {
+    RCD_API_STRING,
+    RCD_API_INTEGER,
+    RCD_API_NUMBER, /* integer or real */
+    RCD_API_BOOLEAN,
+    RCD_API_OBJECT,
+    RCD_API_ARRAY,
+    RCD_API_ANY
+} rcd_api_type_t;
+
+/*  One allowed field of a body object; tables end with a NULL name. */
+typedef struct {
+    const char *name;
+    rcd_api_type_t type;
+    bool required; /* null counts as missing */
+} rcd_api_field_t;
+
+/*  Handlers: tenants and instances (rcd_api_tenants.c). */
+void
+rcd_api_tenant_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_tenant_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_instance_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_instance_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
+/*  Handlers: messages (rcd_api_messages.c). */
+void
+rcd_api_message_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_message_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_message_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_message_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
+/*  Registers the named statements the handlers run, on a new
+    connection. */
+int
+rcd_api_tenants_prepare (rcd_db_t *db);
+int
+rcd_api_messages_prepare (rcd_db_t *db);
+
+/*  Most messages a batch may hold. */
+#define RCD_API_BATCH_MAX 1000
+
+/*  --- helpers (rcd_api_json.c) --- */
+
+/*  Fills err and returns -2 (the "bad input" return of the caller). */
+int
+rcd_api_fail (rcd_api_error_t *err, int status, const char *code,
+              const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 5, 6)));
+
+/*  {"code", "message", "field"} of err. Caller owns the result. */
+json_t *
+rcd_api_error_json (const rcd_api_error_t *err);
+
+/*  Answers err as {"error": {...}}. */
+void
+rcd_api_reply_error (rcd_api_reply_t *reply, const rcd_api_error_t *err);
+
+/*  Answers an error made on the spot. */
+void
+rcd_api_reply_fail (rcd_api_reply_t *reply, int status, const char *code,
+                    const char *field, const char *fmt, ...)
+    __attribute__ ((format (printf, 5, 6)));
+
+/*  Answers a database failure: 503 unavailable when the connection is
+    down, 500 internal_error otherwise (logged with what). */
+void
+rcd_api_reply_db_error (rcd_api_reply_t *reply, rcd_db_t *db, const char *what);
+
+/*  Answers obj as JSON with status. Takes ownership of obj. */
+void
+rcd_api_reply_json (rcd_api_reply_t *reply, int status, json_t *obj);
+
+/*  Answers a copy of JSON text with status. */
+void
+rcd_api_reply_text (rcd_api_reply_t *reply, int status, const char *json_text);
+
+/*  Parses the request body as a JSON object. Returns 0 and *obj_p (caller
+    owns it), or -2 with err filled (invalid_json). */
+int
+rcd_api_parse_body (const rcd_api_req_t *req, json_t **obj_p,
+                    rcd_api_error_t *err);
+
+/*  Checks obj against a field table: unknown fields (invalid_field),
+    wrong types (invalid_field), missing required ones (missing_field).
+    prefix ("" or "items[3].") is put before field names in errors.
+    Returns 0 or -2 with err filled. */
+int
+rcd_api_check_fields (json_t *obj, const rcd_api_field_t *fields,
+                      const char *prefix, rcd_api_error_t *err);
+
+/*  The string value of an optional field: NULL when absent or null
+    (types were checked by rcd_api_check_fields). Borrowed. */
+const char *
+rcd_api_string (json_t *obj, const char *name);
+
+/*  Number of UTF-8 characters in text (jansson strings are valid UTF-8). */
+size_t
+rcd_api_utf8_length (const char *text);
+
+/*  Parses an RFC 3339 timestamp with its offset ("2026-11-22T09:00:00-03:00",
+    'Z', optional seconds and fraction) into Unix milliseconds, checking
+    the calendar. Returns 0, or -2 when malformed. */
+int
+rcd_api_parse_time (const char *text, int64_t *ms_p);
+
+/*  Checks a business_hours value (null, or weekdays to lists of
+    ["HH:MM", "HH:MM"] windows). Returns 0 or -2 with err filled. */
+int
+rcd_api_check_business_hours (json_t *value, rcd_api_error_t *err);
+
+/*  Parses a decimal id of 1 to 18 digits. Returns 0 or -2. */
+int
+rcd_api_parse_id (const char *text, int64_t *id_p);
+
+/*  A SQL expression formatting timestamptz column col as RFC 3339 UTC
+    with milliseconds; NULL stays NULL. */
+#define RCD_API_TS(col)                                                        \
+    "to_char((" col ") AT TIME ZONE 'UTC', "                                   \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+#endif

@@ -1,0 +1,938 @@
+/*  rcd_ingestor_server.c - the ingestor actor: the tenants' HTTP API in
+    front of PostgreSQL, nudging the scheduler when work arrives.
+
+    Inputs
+      HTTP on http_bind:http_port (libmicrohttpd, a pool of http_threads
+      threads, keep-alive). Routes (API.md):
+        GET    /healthz              anyone  200 while the process runs
+        GET    /readyz               anyone  200 when SELECT 1 answers,
+                                             else 503 unavailable
+        POST   /v1/tenants           admin   create a tenant -> 201
+        GET    /v1/tenant            tenant  own settings
+        POST   /v1/instances         tenant  register a sender -> 201
+        GET    /v1/instances         tenant  list (no credentials)
+        POST   /v1/messages          tenant  one message -> 202 (200 when
+                                             the idempotency key is known)
+        POST   /v1/messages/batch    tenant  up to 1000 -> 207 per item
+        GET    /v1/messages          tenant  keyset-paginated listing
+        GET    /v1/messages/{id}     tenant  one message with its history
+        DELETE /v1/messages/{id}     tenant  cancel if pending, else 409
+      Authentication: "Authorization: Bearer <key>". The admin key
+      (admin_key; unset: admin routes answer 403) is compared in constant
+      time; tenant keys are looked up by SHA-256, cached for
+      auth_cache_ms. Bodies above max_body_bytes answer 413 before any
+      parsing (Content-Length checked up front, chunked bodies counted as
+      they arrive). Every 4xx/5xx body is {"error": {code, message,
+      field}}.
+      The actor pipe: $TERM, DRAIN (stop accepting, finish the requests in
+      flight, answer DRAINED).
+
+    Outputs
+      PUSH nudge_endpoint (connected; the scheduler binds PULL): one nudge
+      {tenant_id, count} after messages are stored. Send timeout 0 and a
+      high-water mark of nudge_hwm: when full the nudge is dropped (and
+      counted), since the scheduler polls anyway.
+      PUB events_endpoint (rcd_events): heartbeat every second ("active"
+      or "draining"), and once a second the counts of the last second:
+        http.request       count by detail "2xx"/"4xx"/"5xx", value =
+                           mean latency in microseconds
+        message.accepted   messages stored
+        message.duplicate  idempotent replays answered
+        message.rejected   messages refused (bad input, unknown instance)
+        message.cancelled  messages cancelled by the API
+        tenant.created, instance.created
+        auth.failed        requests with a missing or unknown key
+        nudge.dropped      nudges the scheduler could not take
+
+    Threads: MHD's pool threads run the handlers. Each takes a database
+    connection from a small pool (rcd_db_t is single-threaded) and gives
+    it back; connections are made lazily, at most one per pool thread,
+    and closed at shutdown. The nudge socket and the auth cache each have
+    their own mutex; counters are atomics the actor thread publishes.
+
+    Config keys: see rcd_ingestor_config_specs below.
+    Shutdown: DRAIN stops the listener and waits for in-flight requests;
+    $TERM frees everything. A start-up failure (cannot listen) is sent as
+    FATAL: main exits 1. The database being down is not fatal: /readyz
+    says 503 and requests answer 503 until it is back.
+*/
+#include "rcd_ingestor_server.h"
+#include "rcd_api.h"
+#include "rcd_clock.h"
+#include "rcd_crypto.h"
+#include "rcd_db.h"
+#include "rcd_events.h"
+#include "rcd_log.h"
+#include "rcd_proto.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+const rcd_config_spec_t rcd_ingestor_config_specs[] = {
+    RCD_CONFIG_DATABASE_URL (rcd_ingestor_config_t, database_url),
+    RCD_CONFIG_STR ("http_bind", rcd_ingestor_config_t, http_bind, "127.0.0.1",
+                    "address the HTTP API listens on"),
+    RCD_CONFIG_INT ("http_port", rcd_ingestor_config_t, http_port, "8080", 1,
+                    65535, "HTTP API port"),
+    RCD_CONFIG_INT ("http_threads", rcd_ingestor_config_t, http_threads, "4", 1,
+                    64,
+                    "HTTP worker threads (one database connection "
+                    "each)"),
+    RCD_CONFIG_INT ("http_max_connections", rcd_ingestor_config_t,
+                    http_max_connections, "1024", 1, 65536,
+                    "concurrent HTTP connections accepted"),
+    RCD_CONFIG_INT ("http_timeout_s", rcd_ingestor_config_t, http_timeout_s,
+                    "60", 1, 3600, "idle HTTP connections closed after"),
+    RCD_CONFIG_INT ("max_body_bytes", rcd_ingestor_config_t, max_body_bytes,
+                    "1048576", 1024, 67108864,
+                    "larger request bodies answer 413"),
+    RCD_CONFIG_SECRET ("admin_key", rcd_ingestor_config_t, admin_key, "",
+                       "admin key for /v1/tenants (unset: admin API off)"),
+    RCD_CONFIG_STR ("nudge_endpoint", rcd_ingestor_config_t, nudge_endpoint,
+                    "tcp://127.0.0.1:9093", "scheduler nudge PULL endpoint"),
+    RCD_CONFIG_INT ("nudge_hwm", rcd_ingestor_config_t, nudge_hwm, "100", 1,
+                    100000, "nudges queued before new ones are dropped"),
+    RCD_CONFIG_STR ("events_endpoint", rcd_ingestor_config_t, events_endpoint,
+                    "tcp://127.0.0.1:9092", "monitor events SUB endpoint"),
+    RCD_CONFIG_INT ("auth_cache_ms", rcd_ingestor_config_t, auth_cache_ms,
+                    "30000", 0, 600000,
+                    "how long a tenant key lookup is reused"),
+    RCD_CONFIG_STR ("default_country", rcd_ingestor_config_t, default_country,
+                    "55", "calling code for phone numbers without one"),
+    RCD_CONFIG_INT ("drain_timeout_ms", rcd_ingestor_config_t, drain_timeout_ms,
+                    "10000", 0, 600000,
+                    "how long in-flight requests may finish on SIGTERM"),
+    RCD_CONFIG_END};
+
+/*  Most tenant keys cached before the cache is emptied. */
+#define S_AUTH_CACHE_MAX 10000
+/*  Bytes of an oversize chunked body read (and thrown away) before the
+    connection is closed instead of answered. */
+#define S_DISCARD_MAX ((size_t)16 * 1024 * 1024)
+/*  Longest bearer key considered. */
+#define S_KEY_MAX 256
+
+/*  Counters the pool threads bump and the actor publishes. */
+typedef struct {
+    atomic_uint_fast64_t http[3];     /* 2xx, 4xx, 5xx */
+    atomic_uint_fast64_t latency_us;  /* sum over all requests */
+    atomic_uint_fast64_t accepted;    /* message.accepted */
+    atomic_uint_fast64_t duplicates;  /* message.duplicate */
+    atomic_uint_fast64_t rejected;    /* message.rejected */
+    atomic_uint_fast64_t cancelled;   /* message.cancelled */
+    atomic_uint_fast64_t tenants;     /* tenant.created */
+    atomic_uint_fast64_t instances;   /* instance.created */
+    atomic_uint_fast64_t auth_failed; /* auth.failed */
+    atomic_uint_fast64_t nudges_lost; /* nudge.dropped */
+} s_counters_t;
+
+typedef struct {
+    rcd_ingestor_config_t *config; /* borrowed */
+    zsock_t *pipe;                 /* borrowed: our actor pipe */
+    rcd_events_t *events;          /* heartbeat and events */
+    struct MHD_Daemon *httpd;      /* NULL once drained */
+    bool draining;                 /* DRAIN received */
+    int64_t next_tick_ms;          /* monotonic time of the next tick */
+
+    pthread_mutex_t flight_lock; /* guards in_flight */
+    pthread_cond_t flight_done;  /* signalled when in_flight drops to 0 */
+    int in_flight;               /* requests begun and not yet answered */
+
+    pthread_mutex_t pool_lock; /* guards the idle connections */
+    rcd_db_t **pool;           /* idle connections */
+    size_t pool_size, pool_cap;
+
+    pthread_mutex_t auth_lock; /* guards auth */
+    zhashx_t *auth;            /* key sha256 hex -> s_auth_entry_t */
+
+    pthread_mutex_t nudge_lock; /* guards nudge */
+    zsock_t *nudge;             /* PUSH to the scheduler */
+
+    s_counters_t counters;
+} self_t;
+
+typedef struct {
+    int64_t tenant_id;  /* whose key it is */
+    int64_t expires_ms; /* monotonic */
+} s_auth_entry_t;
+
+/*  One HTTP request while its body arrives. */
+typedef struct {
+    char *body;         /* received so far, NUL-terminated */
+    size_t size, cap;   /* bytes held, allocated */
+    bool too_large;     /* over max_body_bytes: body dropped */
+    size_t discarded;   /* bytes dropped since */
+    int64_t started_us; /* monotonic, for the latency count */
+} s_request_t;
+
+/*  Who may call a route. */
+typedef enum { S_ANYONE, S_ADMIN, S_TENANT } s_who_t;
+
+/*  What a route creates, for the events. */
+typedef enum { S_MADE_NOTHING, S_MADE_TENANT, S_MADE_INSTANCE } s_made_t;
+
+typedef void (*s_handler_fn) (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
+typedef struct {
+    const char *method;
+    const char *path; /* "{id}" matches a decimal id segment */
+    s_who_t who;
+    s_handler_fn fn;
+    s_made_t made; /* what the reply's "created" counts */
+} s_route_t;
+
+static int64_t
+s_mono_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*  --- the connection pool --- */
+
+/*  A connection for this request: an idle one, or a new one with every
+    statement registered. NULL only when out of memory. */
+static rcd_db_t *
+s_pool_acquire (self_t *self)
+{
+    rcd_db_t *db = NULL;
+    pthread_mutex_lock (&self->pool_lock);
+    if (self->pool_size > 0)
+        db = self->pool[--self->pool_size];
+    pthread_mutex_unlock (&self->pool_lock);
+    if (db)
+        return db;
+    db = rcd_db_new (self->config->database_url);
+    if (!db)
+        return NULL;
+    if (rcd_db_prepare (db, "auth_lookup",
+                        "SELECT id FROM tenants"
+                        " WHERE api_key_hash = decode($1::text, 'hex')") != 0 ||
+        rcd_db_prepare (db, "ready", "SELECT 1") != 0 ||
+        rcd_api_tenants_prepare (db) != 0 || rcd_api_messages_prepare (db) != 0)
+        rcd_db_destroy (&db);
+    return db;
+}
+
+static void
+s_pool_release (self_t *self, rcd_db_t **db_p)
+{
+    rcd_db_t *db = *db_p;
+    *db_p = NULL;
+    if (!db)
+        return;
+    rcd_db_rollback (db); /* never hand on an open transaction */
+    pthread_mutex_lock (&self->pool_lock);
+    if (self->pool_size == self->pool_cap) {
+        size_t cap = self->pool_cap ? self->pool_cap * 2 : 8;
+        rcd_db_t **grown = realloc (self->pool, cap * sizeof (rcd_db_t *));
+        if (grown) {
+            self->pool = grown;
+            self->pool_cap = cap;
+        }
+    }
+    if (self->pool_size < self->pool_cap) {
+        self->pool[self->pool_size++] = db;
+        db = NULL;
+    }
+    pthread_mutex_unlock (&self->pool_lock);
+    rcd_db_destroy (&db);
+}
+
+/*  --- authentication --- */
+
+static void
+s_auth_entry_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+/*  The bearer key of the request, or NULL. Borrowed from MHD. */
+static const char *
+s_bearer (struct MHD_Connection *conn)
+{
+    const char *h = MHD_lookup_connection_value (conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || strncasecmp (h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    size_t len = strlen (h);
+    return len > 0 && len <= S_KEY_MAX ? h : NULL;
+}
+
+/*  The tenant of a key: 1 found, 0 unknown, -1 database failure. */
+static int
+s_tenant_of_key (self_t *self, rcd_db_t *db, const char *key,
+                 int64_t *tenant_id)
+{
+    char hash[65];
+    if (rcd_crypto_sha256_hex (key, hash) != 0)
+        return -1;
+    int64_t now = rcd_clock_mono_ms ();
+    pthread_mutex_lock (&self->auth_lock);
+    s_auth_entry_t *entry = zhashx_lookup (self->auth, hash);
+    bool hit = entry && entry->expires_ms > now;
+    if (hit)
+        *tenant_id = entry->tenant_id;
+    pthread_mutex_unlock (&self->auth_lock);
+    if (hit)
+        return 1;
+
+    const char *params[] = {hash};
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (db, "auth_lookup", 1, params, &res) != 0)
+        return -1;
+    int found = rcd_db_res_rows (res) == 1;
+    if (found)
+        *tenant_id = rcd_db_res_int64 (res, 0, 0);
+    rcd_db_res_destroy (&res);
+    if (!found || self->config->auth_cache_ms == 0)
+        return found;
+
+    entry = malloc (sizeof *entry);
+    if (entry) {
+        entry->tenant_id = *tenant_id;
+        entry->expires_ms = now + self->config->auth_cache_ms;
+        pthread_mutex_lock (&self->auth_lock);
+        if (zhashx_size (self->auth) >= S_AUTH_CACHE_MAX)
+            zhashx_purge (self->auth);
+        zhashx_update (self->auth, hash, entry);
+        pthread_mutex_unlock (&self->auth_lock);
+    }
+    return 1;
+}
+
+/*  Checks the caller against the route. Returns 0 with *tenant_id set
+    (tenant routes), or -1 with reply filled. */
+static int
+s_authenticate (self_t *self, struct MHD_Connection *conn, rcd_db_t *db,
+                s_who_t who, int64_t *tenant_id, rcd_api_reply_t *reply)
+{
+    const char *key = s_bearer (conn);
+    const char *admin = self->config->admin_key;
+    bool is_admin = key && admin && *admin && rcd_crypto_equal (key, admin);
+    if (who == S_ADMIN) {
+        if (!admin || !*admin) {
+            rcd_api_reply_fail (reply, 403, "forbidden", NULL,
+                                "the admin API is disabled (no "
+                                "RECADO_ADMIN_KEY)");
+            return -1;
+        }
+        if (is_admin)
+            return 0;
+    }
+    if (!key) {
+        rcd_api_reply_fail (reply, 401, "unauthorized", NULL,
+                            "missing \"Authorization: Bearer <key>\"");
+        return -1;
+    }
+    if (who == S_TENANT && is_admin) {
+        rcd_api_reply_fail (reply, 403, "forbidden", NULL,
+                            "the admin key cannot act as a tenant");
+        return -1;
+    }
+    int found = s_tenant_of_key (self, db, key, tenant_id);
+    if (found < 0) {
+        rcd_api_reply_db_error (reply, db, "auth_lookup");
+        return -1;
+    }
+    if (!found) {
+        rcd_api_reply_fail (reply, 401, "unauthorized", NULL, "unknown key");
+        return -1;
+    }
+    if (who == S_ADMIN) { /* a tenant knocking on the admin door */
+        rcd_api_reply_fail (reply, 403, "forbidden", NULL,
+                            "this route needs the admin key");
+        return -1;
+    }
+    return 0;
+}
+
+/*  --- routes --- */
+
+static void
+s_handle_healthz (rcd_api_req_t *req, rcd_api_reply_t *reply)
+{
+    (void)req;
+    rcd_api_reply_text (reply, 200, "{\"status\":\"ok\"}");
+}
+
+static void
+s_handle_readyz (rcd_api_req_t *req, rcd_api_reply_t *reply)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (req->db, "ready", 0, NULL, &res) == 0)
+        rcd_api_reply_text (reply, 200, "{\"status\":\"ready\"}");
+    else
+        rcd_api_reply_fail (reply, 503, "unavailable", NULL,
+                            "the database does not answer");
+    rcd_db_res_destroy (&res);
+}
+
+static const s_route_t s_routes[] = {
+    {"GET", "/healthz", S_ANYONE, s_handle_healthz, S_MADE_NOTHING},
+    {"GET", "/readyz", S_ANYONE, s_handle_readyz, S_MADE_NOTHING},
+    {"POST", "/v1/tenants", S_ADMIN, rcd_api_tenant_create, S_MADE_TENANT},
+    {"GET", "/v1/tenant", S_TENANT, rcd_api_tenant_get, S_MADE_NOTHING},
+    {"POST", "/v1/instances", S_TENANT, rcd_api_instance_create,
+     S_MADE_INSTANCE},
+    {"GET", "/v1/instances", S_TENANT, rcd_api_instance_list, S_MADE_NOTHING},
+    {"POST", "/v1/messages/batch", S_TENANT, rcd_api_message_batch,
+     S_MADE_NOTHING},
+    {"POST", "/v1/messages", S_TENANT, rcd_api_message_create, S_MADE_NOTHING},
+    {"GET", "/v1/messages", S_TENANT, rcd_api_message_list, S_MADE_NOTHING},
+    {"GET", "/v1/messages/{id}", S_TENANT, rcd_api_message_get, S_MADE_NOTHING},
+    {"DELETE", "/v1/messages/{id}", S_TENANT, rcd_api_message_cancel,
+     S_MADE_NOTHING},
+};
+
+/*  True when path matches pattern; a "{id}" segment must be a decimal id,
+    stored in *id. */
+static bool
+s_path_matches (const char *pattern, const char *path, int64_t *id)
+{
+    const char *hole = strstr (pattern, "{id}");
+    if (!hole)
+        return strcmp (pattern, path) == 0;
+    size_t head = (size_t)(hole - pattern);
+    if (strncmp (pattern, path, head) != 0)
+        return false;
+    const char *seg = path + head;
+    size_t seg_len = strcspn (seg, "/");
+    if (seg[seg_len] != 0 || seg_len == 0 || seg_len > 18)
+        return false;
+    return rcd_api_parse_id (seg, id) == 0;
+}
+
+/*  Collects one query argument into the json object. */
+static enum MHD_Result
+s_collect_query (void *cls, enum MHD_ValueKind kind, const char *key,
+                 const char *value)
+{
+    (void)kind;
+    json_object_set_new ((json_t *)cls, key, json_string (value ? value : ""));
+    return MHD_YES;
+}
+
+/*  --- HTTP plumbing --- */
+
+/*  Queues reply as the answer (taking its body). */
+static enum MHD_Result
+s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply)
+{
+    const char *empty = "";
+    char *body = reply->body;
+    reply->body = NULL;
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer (strlen (body), body,
+                                                MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer (0, (void *)empty,
+                                                MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free (body);
+        return MHD_NO;
+    }
+    MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                             "application/json");
+    enum MHD_Result rc =
+        MHD_queue_response (conn, (unsigned int)reply->status, resp);
+    MHD_destroy_response (resp);
+    return rc;
+}
+
+/*  Counts one answered request. */
+static void
+s_count_reply (self_t *self, const s_request_t *r, int status)
+{
+    int cls = status >= 500 ? 2 : status >= 400 ? 1 : 0;
+    atomic_fetch_add (&self->counters.http[cls], 1);
+    atomic_fetch_add (&self->counters.latency_us,
+                      (uint64_t)(s_mono_us () - r->started_us));
+    if (status == 401)
+        atomic_fetch_add (&self->counters.auth_failed, 1);
+}
+
+/*  Answers an error before routing (oversize bodies). */
+static enum MHD_Result
+s_answer_error (self_t *self, struct MHD_Connection *conn, s_request_t *r,
+                int status, const char *code, const char *message)
+{
+    rcd_api_reply_t reply = {0};
+    rcd_api_reply_fail (&reply, status, code, NULL, "%s", message);
+    s_count_reply (self, r, status);
+    return s_queue (conn, &reply);
+}
+
+/*  Tells the scheduler count messages of tenant_id wait. Never blocks. */
+static void
+s_nudge (self_t *self, int64_t tenant_id, uint32_t count)
+{
+    rcd_nudge_t nudge = {.tenant_id = (uint64_t)tenant_id, .count = count};
+    pthread_mutex_lock (&self->nudge_lock);
+    int rc = self->nudge ? rcd_nudge_send (&nudge, self->nudge) : -1;
+    pthread_mutex_unlock (&self->nudge_lock);
+    if (rc != 0)
+        atomic_fetch_add (&self->counters.nudges_lost, 1);
+}
+
+/*  Routes, authenticates and runs one complete request. */
+static enum MHD_Result
+s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
+            const char *method, s_request_t *r)
+{
+    rcd_api_reply_t reply = {0};
+    rcd_api_req_t req = {0};
+    req.body = r->body;
+    req.body_size = r->size;
+    req.default_country = self->config->default_country;
+
+    const s_route_t *route = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++) {
+        int64_t id = 0;
+        if (!s_path_matches (s_routes[i].path, url, &id))
+            continue;
+        path_known = true;
+        if (strcmp (s_routes[i].method, method) == 0) {
+            route = &s_routes[i];
+            req.id = id;
+            break;
+        }
+    }
+    if (!route) {
+        if (path_known)
+            rcd_api_reply_fail (&reply, 405, "method_not_allowed", NULL,
+                                "method %s is not allowed here", method);
+        else
+            rcd_api_reply_fail (&reply, 404, "not_found", NULL,
+                                "no such route");
+        goto answer;
+    }
+    if (route->fn == s_handle_healthz) {
+        route->fn (&req, &reply);
+        goto answer;
+    }
+    req.db = s_pool_acquire (self);
+    if (!req.db) {
+        rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
+                            "out of memory");
+        goto answer;
+    }
+    if (route->who != S_ANYONE &&
+        s_authenticate (self, conn, req.db, route->who, &req.tenant_id,
+                        &reply) != 0)
+        goto answer;
+    req.query = json_object ();
+    if (req.query)
+        MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_collect_query,
+                                   req.query);
+    route->fn (&req, &reply);
+
+    if (reply.accepted > 0)
+        s_nudge (self, req.tenant_id, reply.accepted);
+    s_counters_t *c = &self->counters;
+    atomic_fetch_add (&c->accepted, reply.accepted);
+    atomic_fetch_add (&c->duplicates, reply.duplicates);
+    atomic_fetch_add (&c->rejected, reply.rejected);
+    atomic_fetch_add (&c->cancelled, reply.cancelled);
+    if (route->made == S_MADE_TENANT)
+        atomic_fetch_add (&c->tenants, reply.created);
+    else if (route->made == S_MADE_INSTANCE)
+        atomic_fetch_add (&c->instances, reply.created);
+
+answer:
+    json_decref (req.query);
+    s_pool_release (self, &req.db);
+    if (!reply.status)
+        rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
+                            "internal error");
+    s_count_reply (self, r, reply.status);
+    rcd_log_debug ("http", "{s:s, s:s, s:i, s:I}", "method", method, "path",
+                   url, "status", reply.status, "us",
+                   (json_int_t)(s_mono_us () - r->started_us));
+    return s_queue (conn, &reply);
+}
+
+/*  Appends upload data to the request, or drops it once over the limit. */
+static bool
+s_accumulate (self_t *self, s_request_t *r, const char *data, size_t size)
+{
+    size_t max = (size_t)self->config->max_body_bytes;
+    if (!r->too_large && r->size + size > max) {
+        r->too_large = true;
+        free (r->body);
+        r->body = NULL;
+        r->size = r->cap = 0;
+    }
+    if (r->too_large) {
+        r->discarded += size;
+        return r->discarded <= S_DISCARD_MAX;
+    }
+    if (r->size + size + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        while (cap < r->size + size + 1)
+            cap *= 2;
+        char *grown = realloc (r->body, cap);
+        if (!grown)
+            return false;
+        r->body = grown;
+        r->cap = cap;
+    }
+    memcpy (r->body + r->size, data, size);
+    r->size += size;
+    r->body[r->size] = 0;
+    return true;
+}
+
+/*  MHD's access handler: called once with the headers, once per chunk of
+    body, and once more when the body is complete. */
+static enum MHD_Result
+s_self_handle_http (void *cls, struct MHD_Connection *conn, const char *url,
+                    const char *method, const char *version,
+                    const char *upload_data, size_t *upload_data_size,
+                    void **req_cls)
+{
+    (void)version;
+    self_t *self = cls;
+    s_request_t *r = *req_cls;
+    if (!r) {
+        r = calloc (1, sizeof *r);
+        if (!r)
+            return MHD_NO;
+        r->started_us = s_mono_us ();
+        *req_cls = r;
+        pthread_mutex_lock (&self->flight_lock);
+        self->in_flight++;
+        pthread_mutex_unlock (&self->flight_lock);
+        const char *length = MHD_lookup_connection_value (
+            conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (length && strtoull (length, NULL, 10) >
+                          (unsigned long long)self->config->max_body_bytes) {
+            r->too_large = true;
+            return s_answer_error (self, conn, r, 413, "payload_too_large",
+                                   "the body is larger than the configured "
+                                   "maximum");
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        bool ok = s_accumulate (self, r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return ok ? MHD_YES : MHD_NO;
+    }
+    if (r->too_large)
+        return s_answer_error (self, conn, r, 413, "payload_too_large",
+                               "the body is larger than the configured "
+                               "maximum");
+    return s_dispatch (self, conn, url, method, r);
+}
+
+static void
+s_self_handle_completed (void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    self_t *self = cls;
+    s_request_t *r = *req_cls;
+    if (r) {
+        free (r->body);
+        free (r);
+        pthread_mutex_lock (&self->flight_lock);
+        if (--self->in_flight == 0)
+            pthread_cond_broadcast (&self->flight_done);
+        pthread_mutex_unlock (&self->flight_lock);
+    }
+    *req_cls = NULL;
+}
+
+static void
+s_mhd_log (void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char text[512];
+    vsnprintf (text, sizeof text, fmt, ap);
+    text[strcspn (text, "\n")] = 0;
+    rcd_log_warn ("http server", "{s:s}", "detail", text);
+}
+
+/*  Starts listening. Returns 0, or -1 with *why set. */
+static int
+s_self_start_http (self_t *self, const char **why)
+{
+    rcd_ingestor_config_t *cfg = self->config;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+    struct sockaddr *addr = NULL;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                         MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    memset (&in4, 0, sizeof in4);
+    memset (&in6, 0, sizeof in6);
+    if (inet_pton (AF_INET, cfg->http_bind, &in4.sin_addr) == 1) {
+        in4.sin_family = AF_INET;
+        in4.sin_port = htons ((uint16_t)cfg->http_port);
+        addr = (struct sockaddr *)&in4;
+    }
+    else if (inet_pton (AF_INET6, cfg->http_bind, &in6.sin6_addr) == 1) {
+        in6.sin6_family = AF_INET6;
+        in6.sin6_port = htons ((uint16_t)cfg->http_port);
+        addr = (struct sockaddr *)&in6;
+        flags |= MHD_USE_IPv6;
+    }
+    else {
+        *why = "http_bind is not an IPv4 or IPv6 address";
+        return -1;
+    }
+    /* the logger goes first so that MHD never prints on its own */
+    self->httpd = MHD_start_daemon (
+        flags, (uint16_t)cfg->http_port, NULL, NULL, s_self_handle_http, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, s_self_handle_completed, self,
+        MHD_OPTION_END);
+    if (!self->httpd) {
+        *why = "cannot listen on http_bind:http_port";
+        return -1;
+    }
+    rcd_log_info ("listening", "{s:s, s:i, s:i}", "bind", cfg->http_bind,
+                  "port", (int)cfg->http_port, "threads",
+                  (int)cfg->http_threads);
+    return 0;
+}
+
+/*  Stops accepting, lets the requests in flight be answered for up to
+    wait_ms, then closes every connection (idle keep-alive ones
+    included). */
+static void
+s_self_stop_http (self_t *self, int64_t wait_ms)
+{
+    if (!self->httpd)
+        return;
+    MHD_socket listener = MHD_quiesce_daemon (self->httpd);
+    struct timespec deadline;
+    clock_gettime (CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (wait_ms % 1000) * 1000000;
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock (&self->flight_lock);
+    int rc = 0;
+    while (self->in_flight > 0 && rc == 0)
+        rc = pthread_cond_timedwait (&self->flight_done, &self->flight_lock,
+                                     &deadline);
+    int left = self->in_flight;
+    pthread_mutex_unlock (&self->flight_lock);
+    if (left > 0)
+        rcd_log_warn ("requests cut short", "{s:i}", "count", left);
+    MHD_stop_daemon (self->httpd);
+    self->httpd = NULL;
+    /* quiesce handed the listening socket over to us: closed only now,
+       when no MHD thread can use it any more */
+    if (listener != MHD_INVALID_SOCKET)
+        close (listener);
+}
+
+/*  --- the actor --- */
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    s_self_stop_http (self, 0);
+    zsock_destroy (&self->nudge);
+    rcd_events_destroy (&self->events);
+    zhashx_destroy (&self->auth);
+    for (size_t i = 0; i < self->pool_size; i++)
+        rcd_db_destroy (&self->pool[i]);
+    free (self->pool);
+    pthread_mutex_destroy (&self->nudge_lock);
+    pthread_mutex_destroy (&self->auth_lock);
+    pthread_mutex_destroy (&self->pool_lock);
+    pthread_cond_destroy (&self->flight_done);
+    pthread_mutex_destroy (&self->flight_lock);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_self_new (zsock_t *pipe, rcd_ingestor_config_t *config)
+{
+    self_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->config = config;
+    pthread_mutex_init (&self->flight_lock, NULL);
+    pthread_cond_init (&self->flight_done, NULL);
+    pthread_mutex_init (&self->pool_lock, NULL);
+    pthread_mutex_init (&self->auth_lock, NULL);
+    pthread_mutex_init (&self->nudge_lock, NULL);
+    self->auth = zhashx_new ();
+    if (!self->auth) {
+        s_self_destroy (&self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->auth, s_auth_entry_destroy);
+    return self;
+}
+
+/*  Opens the sockets and starts the HTTP server. Returns 0, or -1 with
+    *why set. */
+static int
+s_self_start (self_t *self, const char **why)
+{
+    rcd_ingestor_config_t *cfg = self->config;
+    self->events = rcd_events_new (cfg->events_endpoint, "ingestor", NULL);
+    if (!self->events) {
+        *why = "bad events_endpoint";
+        return -1;
+    }
+    self->nudge = zsock_new (ZMQ_PUSH);
+    if (!self->nudge) {
+        *why = "cannot create the nudge socket";
+        return -1;
+    }
+    zsock_set_sndhwm (self->nudge, (int)cfg->nudge_hwm);
+    zsock_set_sndtimeo (self->nudge, 0);
+    zsock_set_linger (self->nudge, 0);
+    if (zsock_connect (self->nudge, "%s", cfg->nudge_endpoint) != 0) {
+        *why = "bad nudge_endpoint";
+        return -1;
+    }
+    return s_self_start_http (self, why);
+}
+
+/*  Publishes what the pool threads counted since the last tick. */
+static void
+s_self_publish_counts (self_t *self)
+{
+    s_counters_t *c = &self->counters;
+    static const char *const classes[] = {"2xx", "4xx", "5xx"};
+    uint64_t total = 0, n[3];
+    for (int i = 0; i < 3; i++) {
+        n[i] = atomic_exchange (&c->http[i], 0);
+        total += n[i];
+    }
+    uint64_t latency = atomic_exchange (&c->latency_us, 0);
+    for (int i = 0; i < 3; i++)
+        if (n[i])
+            rcd_events_emit (self->events, "http.request", n[i], 0,
+                             (int64_t)(latency / total), classes[i]);
+    struct {
+        const char *kind;
+        atomic_uint_fast64_t *counter;
+    } simple[] = {
+        {"message.accepted", &c->accepted},
+        {"message.duplicate", &c->duplicates},
+        {"message.rejected", &c->rejected},
+        {"message.cancelled", &c->cancelled},
+        {"tenant.created", &c->tenants},
+        {"instance.created", &c->instances},
+        {"auth.failed", &c->auth_failed},
+        {"nudge.dropped", &c->nudges_lost},
+    };
+    for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
+        uint64_t v = atomic_exchange (simple[i].counter, 0);
+        if (v)
+            rcd_events_emit (self->events, simple[i].kind, v, 0, 0, NULL);
+    }
+}
+
+/*  Periodic work: heartbeat and counts, once a second. */
+static void
+s_self_tick (self_t *self)
+{
+    int64_t now = rcd_clock_mono_ms ();
+    if (now < self->next_tick_ms)
+        return;
+    self->next_tick_ms = now + 1000;
+    if (self->events) {
+        rcd_events_heartbeat (self->events,
+                              self->draining ? "draining" : "active");
+        s_self_publish_counts (self);
+    }
+}
+
+/*  One command from main. Returns -1 on $TERM. */
+static int
+s_self_handle_pipe (self_t *self)
+{
+    char *cmd = zstr_recv (self->pipe);
+    if (!cmd)
+        return -1; /* interrupted */
+    int rc = 0;
+    if (streq (cmd, "$TERM"))
+        rc = -1;
+    else if (streq (cmd, "DRAIN")) {
+        self->draining = true;
+        rcd_log_info ("draining http", NULL);
+        /* leaves main's deadline room to hear DRAINED */
+        s_self_stop_http (self, self->config->drain_timeout_ms * 3 / 4);
+        zstr_send (self->pipe, "DRAINED");
+    }
+    else
+        rcd_log_warn ("unknown actor command", "{s:s}", "command", cmd);
+    zstr_free (&cmd);
+    return rc;
+}
+
+void
+rcd_ingestor_server (zsock_t *pipe, void *args)
+{
+    self_t *self = s_self_new (pipe, (rcd_ingestor_config_t *)args);
+    zpoller_t *poller = zpoller_new (pipe, NULL);
+    zsock_signal (pipe, 0);
+    const char *why = "out of memory";
+    if (!self || !poller || s_self_start (self, &why) != 0) {
+        rcd_log_error ("ingestor cannot start", "{s:s}", "why", why);
+        zsock_send (pipe, "ss", "FATAL", why);
+        if (self)
+            s_self_stop_http (self, 0);
+    }
+    while (poller) {
+        int64_t wait = self ? self->next_tick_ms - rcd_clock_mono_ms () : 1000;
+        void *which = zpoller_wait (poller, wait < 0 ? 0 : (int)wait);
+        if (which == pipe) {
+            if (!self) { /* only waiting for $TERM */
+                char *cmd = zstr_recv (pipe);
+                bool term = !cmd || streq (cmd, "$TERM");
+                zstr_free (&cmd);
+                if (term)
+                    break;
+                continue;
+            }
+            if (s_self_handle_pipe (self) != 0)
+                break;
+        }
+        else if (zpoller_terminated (poller))
+            break;
+        if (self)
+            s_self_tick (self);
+    }
+    if (self) {
+        s_self_stop_http (self, 1000);
+        if (self->events)
+            s_self_publish_counts (self);
+    }
+    zpoller_destroy (&poller);
+    s_self_destroy (&self);
+}

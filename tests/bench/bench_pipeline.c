@@ -1,0 +1,445 @@
+/*  bench_pipeline - end-to-end figures of the real pipeline on this
+    machine. Prints a table; never gates CI.
+
+      bench_pipeline throughput N SENDERS   N pending messages, SENDERS
+                                            sender replicas, simulator at
+                                            zero latency: messages/second
+                                            from the first claim to the last
+                                            outcome committed
+      bench_pipeline latency RATE SECONDS   messages posted to the API at
+                                            RATE/s: due -> received at the
+                                            simulator, p50/p99/max
+
+    Needs RECADO_BENCH_PG (conninfo of a PostgreSQL superuser, no dbname)
+    and RECADO_BIN_DIR; tests/bench/run sets both.
+*/
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rcd_clock.h"
+#include "rcd_db.h"
+#include "rcd_migrate.h"
+#include "rcd_test.h"
+
+enum { B_SIM, B_SCHEDULER, B_INGESTOR, B_RECOVERY, B_SENDER0, B_MAX = 12 };
+
+typedef struct {
+    const char *name;
+    pid_t pid;
+    long peak_rss_kb;
+} proc_t;
+
+static proc_t s_procs[B_MAX];
+static char s_env[12][700];
+static const char *s_envp[13];
+static char s_db_url[512];
+static char s_sim_url[64], s_api_url[64];
+static int s_sim_port, s_api_port;
+
+static void
+s_die (const char *what, const char *detail)
+{
+    fprintf (stderr, "bench: %s%s%s\n", what, detail ? ": " : "",
+             detail ? detail : "");
+    for (int i = 0; i < B_MAX; i++)
+        if (s_procs[i].pid > 0)
+            rcd_test_stop (s_procs[i].pid, SIGKILL, 2000);
+    exit (1);
+}
+
+static int
+s_free_port (void)
+{
+    static int next = 0;
+    if (!next)
+        next = 30000 + (int)(getpid () % 10000);
+    return next++;
+}
+
+static long
+s_peak_rss_kb (pid_t pid)
+{
+    char path[64], line[256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen (path, "r");
+    long kb = -1;
+    while (f && fgets (line, sizeof line, f))
+        if (!strncmp (line, "VmHWM:", 6))
+            kb = strtol (line + 6, NULL, 10);
+    if (f)
+        fclose (f);
+    return kb;
+}
+
+static void
+s_start (int slot, const char *program, const char *const *extra_argv)
+{
+    char *bin = rcd_test_bin (program);
+    const char *argv[6] = {bin, NULL};
+    for (int i = 0; extra_argv && extra_argv[i] && i < 4; i++)
+        argv[i + 1] = extra_argv[i];
+    s_procs[slot].name = program;
+    s_procs[slot].pid = rcd_test_spawn (argv, s_envp, "bench-services.log");
+    free (bin);
+    if (s_procs[slot].pid <= 0)
+        s_die ("cannot start", program);
+}
+
+static void
+s_stop_all (void)
+{
+    for (int i = B_MAX - 1; i >= 0; i--) {
+        if (s_procs[i].pid <= 0)
+            continue;
+        s_procs[i].peak_rss_kb = s_peak_rss_kb (s_procs[i].pid);
+        rcd_test_stop (s_procs[i].pid, SIGTERM, 30000);
+        s_procs[i].pid = 0;
+    }
+}
+
+static rcd_db_t *
+s_db (void)
+{
+    rcd_db_t *db = rcd_db_new (s_db_url);
+    if (!db || !rcd_db_connected (db))
+        s_die ("cannot connect", db ? rcd_db_error (db) : NULL);
+    return db;
+}
+
+static int64_t
+s_query_int (rcd_db_t *db, const char *sql)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_exec (db, sql, 0, NULL, &res) != 0)
+        s_die (sql, rcd_db_error (db));
+    int64_t v = rcd_db_res_int64 (res, 0, 0);
+    rcd_db_res_destroy (&res);
+    return v;
+}
+
+/*  A fresh database "recado_bench" and the shared environment. */
+static void
+s_prepare (void)
+{
+    const char *base = getenv ("RECADO_BENCH_PG");
+    if (!base)
+        s_die ("RECADO_BENCH_PG is not set (use tests/bench/run)", NULL);
+    char admin[512];
+    snprintf (admin, sizeof admin, "%s dbname=postgres", base);
+    rcd_db_t *db = rcd_db_new (admin);
+    if (!db || !rcd_db_connected (db))
+        s_die ("cannot reach PostgreSQL", NULL);
+    if (rcd_db_script (
+            db, "DROP DATABASE IF EXISTS recado_bench WITH (FORCE)") != 0 ||
+        rcd_db_script (db, "CREATE DATABASE recado_bench") != 0)
+        s_die ("cannot create database", rcd_db_error (db));
+    rcd_db_destroy (&db);
+    snprintf (s_db_url, sizeof s_db_url, "%s dbname=recado_bench", base);
+    db = s_db ();
+    if (rcd_migrate_apply (db) < 0)
+        s_die ("migrations failed", rcd_db_error (db));
+    rcd_db_destroy (&db);
+
+    s_sim_port = s_free_port ();
+    s_api_port = s_free_port ();
+    snprintf (s_sim_url, sizeof s_sim_url, "http://127.0.0.1:%d", s_sim_port);
+    snprintf (s_api_url, sizeof s_api_url, "http://127.0.0.1:%d", s_api_port);
+    int e = 0, nudge = s_free_port (), dispatch = s_free_port ();
+    snprintf (s_env[e++], sizeof s_env[0], "DATABASE_URL=%s", s_db_url);
+    snprintf (s_env[e++], sizeof s_env[0], "RECADO_ADMIN_KEY=bench-admin");
+    snprintf (s_env[e++], sizeof s_env[0], "RECADO_HTTP_PORT=%d", s_api_port);
+    snprintf (s_env[e++], sizeof s_env[0],
+              "RECADO_EVENTS_ENDPOINT=tcp://127.0.0.1:%d", s_free_port ());
+    snprintf (s_env[e++], sizeof s_env[0],
+              "RECADO_NUDGE_BIND=tcp://127.0.0.1:%d", nudge);
+    snprintf (s_env[e++], sizeof s_env[0],
+              "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d", nudge);
+    snprintf (s_env[e++], sizeof s_env[0],
+              "RECADO_DISPATCH_BIND=tcp://127.0.0.1:%d", dispatch);
+    snprintf (s_env[e++], sizeof s_env[0],
+              "RECADO_DISPATCH_ENDPOINT=tcp://127.0.0.1:%d", dispatch);
+    snprintf (s_env[e++], sizeof s_env[0], "RECADO_LOG_LEVEL=warn");
+    for (int i = 0; i < e; i++)
+        s_envp[i] = s_env[i];
+    s_envp[e] = NULL;
+
+    char port[16];
+    snprintf (port, sizeof port, "%d", s_sim_port);
+    const char *sim_args[] = {"--port", port, NULL};
+    s_start (B_SIM, "recado-gwsim", sim_args);
+    char url[128];
+    snprintf (url, sizeof url, "%s/_sim/counts", s_sim_url);
+    if (!rcd_test_wait_http_ok (url, 10000))
+        s_die ("simulator did not start", NULL);
+}
+
+/*  Tenant + one instance on the simulator, straight into the database. */
+static void
+s_seed_tenant (rcd_db_t *db)
+{
+    const char *p[] = {s_sim_url};
+    if (rcd_db_exec (db,
+                     "WITH t AS (INSERT INTO tenants (name, api_key_hash, "
+                     "webhook_token) VALUES ('bench', sha256('bench'), 'tok') "
+                     "RETURNING id) INSERT INTO instances (tenant_id, name, "
+                     "provider, base_url, api_key, rate_per_second) "
+                     "SELECT id, 'bench', 'evolution', $1, 'k', 100000 "
+                     "FROM t",
+                     1, p, NULL) != 0)
+        s_die ("seed", rcd_db_error (db));
+}
+
+static void
+s_print_settings (rcd_db_t *db)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_exec (db,
+                     "SELECT name || '=' || setting FROM pg_settings WHERE "
+                     "name IN ('synchronous_commit', 'fsync', "
+                     "'shared_buffers', 'wal_level', 'max_connections', "
+                     "'server_version') ORDER BY name",
+                     0, NULL, &res) == 0) {
+        printf ("| postgres |");
+        for (int r = 0; r < rcd_db_res_rows (res); r++)
+            printf (" %s", rcd_db_res_value (res, r, 0));
+        printf (" |\n");
+    }
+    rcd_db_res_destroy (&res);
+    printf ("| cores | %ld |\n", sysconf (_SC_NPROCESSORS_ONLN));
+}
+
+static void
+s_print_rss (void)
+{
+    for (int i = 0; i < B_MAX; i++)
+        if (s_procs[i].name && s_procs[i].peak_rss_kb > 0)
+            printf ("| peak RSS %s | %.1f MiB |\n", s_procs[i].name,
+                    s_procs[i].peak_rss_kb / 1024.0);
+}
+
+static int
+s_throughput (long n, int senders)
+{
+    s_prepare ();
+    rcd_db_t *db = s_db ();
+    s_seed_tenant (db);
+    char count[24];
+    snprintf (count, sizeof count, "%ld", n);
+    const char *p[] = {count};
+    if (rcd_db_exec (
+            db,
+            "INSERT INTO messages (tenant_id, to_phone, body, send_at) "
+            "SELECT (SELECT id FROM tenants LIMIT 1), "
+            "'+55119' || lpad((10000000 + g)::text, 8, '0'), "
+            "'bench message ' || g, now() - interval '1 second' "
+            "FROM generate_series(1, $1::int) g",
+            1, p, NULL) != 0)
+        s_die ("insert", rcd_db_error (db));
+    if (rcd_db_script (db, "VACUUM ANALYZE messages") != 0)
+        s_die ("vacuum", rcd_db_error (db));
+    for (int i = 0; i < senders; i++)
+        s_start (B_SENDER0 + i, "recado-sender", NULL);
+    s_start (B_SCHEDULER, "recado-scheduler", NULL);
+    int64_t t0 = rcd_clock_mono_ms ();
+    int64_t done = 0;
+    while (rcd_clock_mono_ms () - t0 < 600000) {
+        done = s_query_int (db, "SELECT count(*) FROM messages WHERE status "
+                                "NOT IN ('pending', 'sending')");
+        if (done >= n)
+            break;
+        usleep (200000);
+    }
+    if (done < n)
+        s_die ("timed out", NULL);
+    double span_s =
+        (double)s_query_int (
+            db, "SELECT (extract(epoch FROM (SELECT max(sent_at) FROM "
+                "messages) - (SELECT min(at) FROM message_history WHERE "
+                "status = 'sending')) * 1000000)::bigint") /
+        1e6;
+    int64_t sent = s_query_int (db, "SELECT count(*) FROM messages WHERE "
+                                    "status = 'sent'");
+    char url[128];
+    snprintf (url, sizeof url, "%s/_sim/counts", s_sim_url);
+    rcd_test_http_t res = rcd_test_http ("GET", url, NULL, NULL, NULL);
+    json_t *counts = json_loads (res.body ? res.body : "", 0, NULL);
+    rcd_test_http_free (&res);
+    long long sim_total =
+        json_integer_value (json_object_get (counts, "total"));
+    long long dups =
+        json_integer_value (json_object_get (counts, "duplicates"));
+    json_decref (counts);
+    s_stop_all ();
+    printf ("| throughput, %ld messages, %d sender(s) | %.0f msg/s "
+            "(%.2f s first claim to last outcome; sent %lld, at simulator "
+            "%lld, duplicates %lld) |\n",
+            n, senders, (double)sent / span_s, span_s, (long long)sent,
+            sim_total, dups);
+    s_print_settings (db);
+    s_print_rss ();
+    rcd_db_destroy (&db);
+    return sent == n && sim_total == n && dups == 0 ? 0 : 1;
+}
+
+/*  Latency: one poster thread per slot paces POSTs so the total is RATE/s. */
+typedef struct {
+    const char *key;
+    int rate, seconds, index, threads;
+} poster_t;
+
+static void *
+s_poster (void *arg)
+{
+    poster_t *p = arg;
+    char url[128], body[256];
+    snprintf (url, sizeof url, "%s/v1/messages", s_api_url);
+    int per_thread = p->rate / p->threads;
+    int total = per_thread * p->seconds;
+    int64_t start = rcd_clock_now_us ();
+    for (int i = 0; i < total; i++) {
+        int64_t due = start + (int64_t)i * 1000000 / per_thread;
+        int64_t now = rcd_clock_now_us ();
+        if (due > now)
+            usleep ((useconds_t)(due - now));
+        snprintf (body, sizeof body,
+                  "{\"to\":\"+5511%09d\",\"text\":\"lat %d-%d\"}",
+                  900000000 + p->index * 100000 + i, p->index, i);
+        rcd_test_http_t res = rcd_test_http ("POST", url, p->key, body, NULL);
+        if (res.status != 202)
+            fprintf (stderr, "post: %ld %s\n", res.status, res.body);
+        rcd_test_http_free (&res);
+    }
+    return NULL;
+}
+
+static int
+s_cmp_double (const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int
+s_latency (int rate, int seconds)
+{
+    s_prepare ();
+    rcd_db_t *db = s_db ();
+    s_start (B_SENDER0, "recado-sender", NULL);
+    s_start (B_SCHEDULER, "recado-scheduler", NULL);
+    s_start (B_RECOVERY, "recado-recovery", NULL);
+    s_start (B_INGESTOR, "recado-ingestor", NULL);
+    char url[256];
+    snprintf (url, sizeof url, "%s/readyz", s_api_url);
+    if (!rcd_test_wait_http_ok (url, 20000))
+        s_die ("ingestor not ready", NULL);
+    snprintf (url, sizeof url, "%s/v1/tenants", s_api_url);
+    rcd_test_http_t res = rcd_test_http ("POST", url, "bench-admin",
+                                         "{\"name\":\"bench\"}", NULL);
+    json_t *t = json_loads (res.body ? res.body : "", 0, NULL);
+    rcd_test_http_free (&res);
+    const char *key = json_string_value (json_object_get (t, "api_key"));
+    if (!key)
+        s_die ("tenant", NULL);
+    char body[256];
+    snprintf (body, sizeof body,
+              "{\"name\":\"bench\",\"provider\":\"evolution\",\"base_url\":"
+              "\"%s\",\"api_key\":\"k\",\"rate_per_second\":100000}",
+              s_sim_url);
+    snprintf (url, sizeof url, "%s/v1/instances", s_api_url);
+    res = rcd_test_http ("POST", url, key, body, NULL);
+    if (res.status != 201)
+        s_die ("instance", res.body);
+    rcd_test_http_free (&res);
+
+    enum { THREADS = 4 };
+    pthread_t th[THREADS];
+    poster_t posters[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        posters[i] = (poster_t){key, rate, seconds, i, THREADS};
+        pthread_create (&th[i], NULL, s_poster, &posters[i]);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join (th[i], NULL);
+    long n = (long)(rate / THREADS) * THREADS * seconds;
+    int64_t t0 = rcd_clock_mono_ms ();
+    while (s_query_int (db, "SELECT count(*) FROM messages WHERE status = "
+                            "'sent'") < n &&
+           rcd_clock_mono_ms () - t0 < 60000)
+        usleep (100000);
+
+    /* due time per text from the database, receive time from the sim */
+    rcd_db_res_t *rows = NULL;
+    if (rcd_db_exec (db,
+                     "SELECT body, (extract(epoch FROM send_at) * 1000000)"
+                     "::bigint FROM messages",
+                     0, NULL, &rows) != 0)
+        s_die ("select", rcd_db_error (db));
+    json_t *due = json_object ();
+    for (int r = 0; r < rcd_db_res_rows (rows); r++)
+        json_object_set_new (due, rcd_db_res_value (rows, r, 0),
+                             json_integer (rcd_db_res_int64 (rows, r, 1)));
+    rcd_db_res_destroy (&rows);
+    double *lat = calloc ((size_t)n + 1, sizeof *lat);
+    long got = 0;
+    long long seq = 0;
+    while (got < n) {
+        snprintf (url, sizeof url, "%s/_sim/log?since_seq=%lld", s_sim_url,
+                  seq);
+        res = rcd_test_http ("GET", url, NULL, NULL, NULL);
+        json_t *log = json_loads (res.body ? res.body : "", 0, NULL);
+        rcd_test_http_free (&res);
+        json_t *entries = json_object_get (log, "entries");
+        if (!json_array_size (entries)) {
+            json_decref (log);
+            break;
+        }
+        size_t i;
+        json_t *e;
+        json_array_foreach (entries, i, e)
+        {
+            json_t *d = json_object_get (
+                due, json_string_value (json_array_get (e, 4)));
+            if (d && got < n)
+                lat[got++] =
+                    (double)json_integer_value (json_array_get (e, 1)) -
+                    json_integer_value (d) / 1000.0;
+        }
+        seq = json_integer_value (json_object_get (log, "next_seq"));
+        json_decref (log);
+    }
+    json_decref (due);
+    json_decref (t);
+    s_stop_all ();
+    qsort (lat, (size_t)got, sizeof *lat, s_cmp_double);
+    if (got > 0)
+        printf (
+            "| latency due -> simulator at %d msg/s for %d s | p50 %.1f ms, "
+            "p99 %.1f ms, max %.1f ms (%ld of %ld messages) |\n",
+            rate, seconds, lat[got / 2], lat[(long)(got * 0.99)], lat[got - 1],
+            got, n);
+    s_print_rss ();
+    free (lat);
+    rcd_db_destroy (&db);
+    return got == n ? 0 : 1;
+}
+
+int
+main (int argc, char **argv)
+{
+    setvbuf (stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && !strcmp (argv[1], "throughput"))
+        return s_throughput (argc > 2 ? atol (argv[2]) : 100000,
+                             argc > 3 ? atoi (argv[3]) : 1);
+    if (argc >= 2 && !strcmp (argv[1], "latency"))
+        return s_latency (argc > 2 ? atoi (argv[2]) : 1000,
+                          argc > 3 ? atoi (argv[3]) : 10);
+    fprintf (stderr, "usage: bench_pipeline throughput [N] [SENDERS] | "
+                     "latency [RATE] [SECONDS]\n");
+    return 64;
+}

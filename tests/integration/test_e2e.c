@@ -1,0 +1,315 @@
+/*  test_e2e - the whole pipeline as separate processes: the five services
+    and the gateway simulator, real PostgreSQL, ZeroMQ over tcp on
+    loopback, HTTP on loopback. 1000 messages go in through the API; each
+    must reach the simulator exactly once and end 'sent'. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rcd_test.h"
+
+#define N_SINGLE 200
+#define N_BATCH  800
+#define N_TOTAL  (N_SINGLE + N_BATCH)
+
+enum {
+    P_SIM,
+    P_MONITOR,
+    P_SCHEDULER,
+    P_SENDER1,
+    P_SENDER2,
+    P_RECOVERY,
+    P_INGESTOR,
+    P_COUNT
+};
+
+static const char *s_programs[P_COUNT] = {
+    "recado-gwsim",  "recado-monitor",  "recado-scheduler", "recado-sender",
+    "recado-sender", "recado-recovery", "recado-ingestor"};
+
+typedef struct {
+    char *url;
+    pid_t pids[P_COUNT];
+    int sim_port, api_port, monitor_port;
+    char api[64], monitor[64], sim[64];
+    char env[12][600];
+    const char *envp[13];
+    char log_path[256];
+} fixture_t;
+
+static void
+s_set_env (fixture_t *f, int i, const char *key, const char *value)
+{
+    snprintf (f->env[i], sizeof f->env[i], "%s=%s", key, value);
+    f->envp[i] = f->env[i];
+}
+
+static int
+setup (void **state)
+{
+    fixture_t *f = calloc (1, sizeof *f);
+    assert_non_null (f);
+    f->url = rcd_test_db_create ("e2e");
+    f->sim_port = rcd_test_free_port ();
+    f->api_port = rcd_test_free_port ();
+    f->monitor_port = rcd_test_free_port ();
+    snprintf (f->api, sizeof f->api, "http://127.0.0.1:%d", f->api_port);
+    snprintf (f->monitor, sizeof f->monitor, "http://127.0.0.1:%d",
+              f->monitor_port);
+    snprintf (f->sim, sizeof f->sim, "http://127.0.0.1:%d", f->sim_port);
+    char buf[128];
+    int e = 0;
+    s_set_env (f, e++, "DATABASE_URL", f->url);
+    s_set_env (f, e++, "RECADO_ADMIN_KEY", "e2e-admin-key");
+    snprintf (buf, sizeof buf, "%d", f->api_port);
+    s_set_env (f, e++, "RECADO_HTTP_PORT", buf);
+    snprintf (buf, sizeof buf, "%d", f->monitor_port);
+    s_set_env (f, e++, "RECADO_MONITOR_PORT", buf);
+    int events = rcd_test_free_port (), alerts = rcd_test_free_port ();
+    int nudge = rcd_test_free_port (), dispatch = rcd_test_free_port ();
+    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", events);
+    s_set_env (f, e++, "RECADO_EVENTS_BIND", buf);
+    s_set_env (f, e++, "RECADO_EVENTS_ENDPOINT", buf);
+    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", alerts);
+    s_set_env (f, e++, "RECADO_ALERTS_ENDPOINT", buf);
+    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", nudge);
+    s_set_env (f, e++, "RECADO_NUDGE_BIND", buf);
+    s_set_env (f, e++, "RECADO_NUDGE_ENDPOINT", buf);
+    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", dispatch);
+    s_set_env (f, e++, "RECADO_DISPATCH_BIND", buf);
+    s_set_env (f, e++, "RECADO_DISPATCH_ENDPOINT", buf);
+    f->envp[e] = NULL;
+    snprintf (f->log_path, sizeof f->log_path, "e2e-%d.log", (int)getpid ());
+    remove (f->log_path);
+
+    for (int p = 0; p < P_COUNT; p++) {
+        char *bin = rcd_test_bin (s_programs[p]);
+        char port[16];
+        snprintf (port, sizeof port, "%d", f->sim_port);
+        const char *argv_sim[] = {bin, "--port", port, NULL};
+        const char *argv_svc[] = {bin, NULL};
+        f->pids[p] = rcd_test_spawn (p == P_SIM ? argv_sim : argv_svc, f->envp,
+                                     f->log_path);
+        free (bin);
+        assert_true (f->pids[p] > 0);
+    }
+    char ready[128];
+    snprintf (ready, sizeof ready, "%s/readyz", f->api);
+    assert_true (rcd_test_wait_http_ok (ready, 30000));
+    snprintf (ready, sizeof ready, "%s/_sim/counts", f->sim);
+    assert_true (rcd_test_wait_http_ok (ready, 30000));
+    *state = f;
+    return 0;
+}
+
+static int
+teardown (void **state)
+{
+    fixture_t *f = *state;
+    for (int p = P_COUNT - 1; p >= 0; p--)
+        if (f->pids[p] > 0)
+            rcd_test_stop (f->pids[p], SIGKILL, 5000);
+    rcd_test_db_drop (&f->url);
+    free (f);
+    return 0;
+}
+
+/*  POSTs body with key and answers the parsed JSON (caller decrefs),
+    asserting the status. */
+static json_t *
+s_post (const char *url, const char *key, const char *body, long status)
+{
+    rcd_test_http_t res = rcd_test_http ("POST", url, key, body, NULL);
+    if (res.status != status)
+        fail_msg ("POST %s: %ld %s", url, res.status, res.body);
+    json_t *json = json_loads (res.body, 0, NULL);
+    rcd_test_http_free (&res);
+    assert_non_null (json);
+    return json;
+}
+
+static json_t *
+s_get (const char *url, const char *key)
+{
+    rcd_test_http_t res = rcd_test_http ("GET", url, key, NULL, NULL);
+    if (res.status != 200)
+        fail_msg ("GET %s: %ld %s", url, res.status, res.body);
+    json_t *json = json_loads (res.body, 0, NULL);
+    rcd_test_http_free (&res);
+    assert_non_null (json);
+    return json;
+}
+
+typedef struct {
+    const char *db;
+    long long want;
+} sent_wait_t;
+
+static bool
+s_all_sent (void *arg)
+{
+    sent_wait_t *w = arg;
+    return rcd_test_sql_int (w->db,
+                             "SELECT count(*) FROM messages "
+                             "WHERE status = 'sent'",
+                             0, NULL) >= w->want;
+}
+
+typedef struct {
+    const char *url;
+    const char *needle;
+} metric_wait_t;
+
+static bool
+s_metrics_show (void *arg)
+{
+    metric_wait_t *w = arg;
+    rcd_test_http_t res = rcd_test_http ("GET", w->url, NULL, NULL, NULL);
+    bool found = res.status == 200 && strstr (res.body, w->needle);
+    rcd_test_http_free (&res);
+    return found;
+}
+
+static void
+test_thousand_messages_reach_the_gateway_exactly_once (void **state)
+{
+    fixture_t *f = *state;
+    char url[256];
+
+    /* the admin creates a tenant, the tenant registers an instance */
+    snprintf (url, sizeof url, "%s/v1/tenants", f->api);
+    json_t *tenant =
+        s_post (url, "e2e-admin-key", "{\"name\":\"e2e tenant\"}", 201);
+    char *key =
+        strdup (json_string_value (json_object_get (tenant, "api_key")));
+    json_decref (tenant);
+    char body[512];
+    snprintf (body, sizeof body,
+              "{\"name\":\"sim\",\"provider\":\"evolution\",\"base_url\":"
+              "\"%s\",\"api_key\":\"sim-key\",\"rate_per_second\":1000}",
+              f->sim);
+    snprintf (url, sizeof url, "%s/v1/instances", f->api);
+    json_decref (s_post (url, key, body, 201));
+
+    /* 200 single messages, then one batch of 800 */
+    long long first_id = 0;
+    snprintf (url, sizeof url, "%s/v1/messages", f->api);
+    for (int i = 0; i < N_SINGLE; i++) {
+        snprintf (body, sizeof body,
+                  "{\"to\":\"+55 11 9%04d-%04d\",\"text\":\"e2e message %d\"}",
+                  1000 + i % 9000, i, i);
+        json_t *m = s_post (url, key, body, 202);
+        assert_string_equal (json_string_value (json_object_get (m, "status")),
+                             "pending");
+        if (i == 0)
+            first_id = json_integer_value (json_object_get (m, "id"));
+        json_decref (m);
+    }
+    json_t *items = json_array ();
+    for (int i = N_SINGLE; i < N_TOTAL; i++) {
+        char to[32], text[64];
+        snprintf (to, sizeof to, "+5511%09d", 900000000 + i);
+        snprintf (text, sizeof text, "e2e message %d", i);
+        json_array_append_new (
+            items, json_pack ("{s:s, s:s}", "to", to, "text", text));
+    }
+    json_t *batch = json_pack ("{s:o}", "items", items);
+    char *batch_body = json_dumps (batch, JSON_COMPACT);
+    json_decref (batch);
+    snprintf (url, sizeof url, "%s/v1/messages/batch", f->api);
+    json_t *answer = s_post (url, key, batch_body, 207);
+    free (batch_body);
+    json_t *results = json_object_get (answer, "items");
+    assert_int_equal (json_array_size (results), N_BATCH);
+    for (size_t i = 0; i < json_array_size (results); i++)
+        assert_non_null (json_object_get (json_array_get (results, i), "id"));
+    json_decref (answer);
+
+    /* every row ends sent */
+    sent_wait_t w = {f->url, N_TOTAL};
+    assert_true (rcd_test_wait_until (s_all_sent, &w, 120000));
+    assert_int_equal (
+        rcd_test_sql_int (f->url, "SELECT count(*) FROM messages", 0, NULL),
+        N_TOTAL);
+    assert_int_equal (
+        rcd_test_sql_int (f->url,
+                          "SELECT count(*) FROM messages WHERE status = "
+                          "'sent' AND provider_message_id IS NOT NULL",
+                          0, NULL),
+        N_TOTAL);
+
+    /* the simulator saw each exactly once */
+    snprintf (url, sizeof url, "%s/_sim/counts", f->sim);
+    json_t *counts = s_get (url, NULL);
+    assert_int_equal (json_integer_value (json_object_get (counts, "total")),
+                      N_TOTAL);
+    assert_int_equal (json_integer_value (json_object_get (counts, "distinct")),
+                      N_TOTAL);
+    assert_int_equal (
+        json_integer_value (json_object_get (counts, "duplicates")), 0);
+    json_decref (counts);
+
+    /* the API shows the outcome with its history */
+    snprintf (url, sizeof url, "%s/v1/messages/%lld", f->api, first_id);
+    json_t *msg = s_get (url, key);
+    assert_string_equal (json_string_value (json_object_get (msg, "status")),
+                         "sent");
+    assert_int_equal (json_integer_value (json_object_get (msg, "attempts")),
+                      1);
+    assert_true (json_is_string (json_object_get (msg, "provider_message_id")));
+    assert_true (json_is_string (json_object_get (msg, "sent_at")));
+    assert_true (json_array_size (json_object_get (msg, "history")) >= 3);
+    json_decref (msg);
+    free (key);
+
+    /* the monitor counted them and sees every service */
+    snprintf (url, sizeof url, "%s/metrics", f->monitor);
+    metric_wait_t mw = {url, "recado_messages_total{status=\"sent\"} 1000"};
+    assert_true (rcd_test_wait_until (s_metrics_show, &mw, 15000));
+    const char *services[] = {"ingestor", "scheduler", "sender", "recovery"};
+    for (int i = 0; i < 4; i++) {
+        char needle[96];
+        snprintf (needle, sizeof needle, "recado_service_up{service=\"%s\"",
+                  services[i]);
+        mw.needle = needle;
+        assert_true (rcd_test_wait_until (s_metrics_show, &mw, 15000));
+    }
+    snprintf (url, sizeof url, "%s/health", f->monitor);
+    json_t *health = s_get (url, NULL);
+    json_t *components = json_object_get (health, "components");
+    for (int i = 0; i < 4; i++) {
+        char name[64];
+        snprintf (name, sizeof name, "service:%s", services[i]);
+        assert_non_null (json_object_get (components, name));
+    }
+    json_decref (health);
+
+    /* SIGTERM stops every process cleanly */
+    for (int p = P_INGESTOR; p >= 0; p--) {
+        int code = rcd_test_stop (f->pids[p], SIGTERM, 30000);
+        if (code != 0)
+            fail_msg ("%s exited %d on SIGTERM (log: %s)", s_programs[p], code,
+                      f->log_path);
+        f->pids[p] = 0;
+    }
+    remove (f->log_path);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (
+            test_thousand_messages_reach_the_gateway_exactly_once, setup,
+            teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
