@@ -80,9 +80,8 @@ rcd_config_load (const rcd_config_spec_t *specs, void *target)
         if (!text || !*text)
             text = s->def;
         if (!text) {
-            if (s->type == RCD_CONFIG_TYPE_STR ||
-                s->type == RCD_CONFIG_TYPE_SECRET)
-                continue; /* optional string: stays NULL */
+            /* no default means required, strings included (rcd_config.h);
+               an optional string says so with a default of "" */
             rcd_log_error ("config: missing required setting", "{s:s, s:s}",
                            "key", s->key, "env", env);
             rcd_config_free (specs, target);
@@ -105,7 +104,11 @@ rcd_config_load (const rcd_config_spec_t *specs, void *target)
     return 0;
 }
 
-/*  Masks a connection string's password or a secret entirely. */
+/*  Masks a secret for the log. A URL keeps what helps an operator and
+    hides what could be a credential: scheme://user:***@host:port, then
+    the path only for PostgreSQL URLs (the database name), and "?***" for
+    any query (libpq takes password=... there). Anything else, such as a
+    key=value conninfo or a token, is "***" as a whole. */
 static json_t *
 s_masked (const rcd_config_spec_t *spec, const char *value)
 {
@@ -113,19 +116,30 @@ s_masked (const rcd_config_spec_t *spec, const char *value)
         return json_null ();
     if (spec->type != RCD_CONFIG_TYPE_SECRET)
         return json_string (value);
-    /* A URL keeps its shape with the password hidden: scheme://user:***@ */
     const char *scheme = strstr (value, "://");
-    const char *at = scheme ? strchr (scheme + 3, '@') : NULL;
-    const char *colon = scheme ? strchr (scheme + 3, ':') : NULL;
-    if (at && colon && colon < at) {
-        char buf[512];
-        snprintf (buf, sizeof buf, "%.*s:***%s", (int)(colon - value), value,
-                  at);
-        return json_string (buf);
-    }
-    if (scheme && !at && !strstr (value, "password"))
-        return json_string (value);
-    return json_string ("***");
+    if (!scheme || strchr (value, ' '))
+        return json_string ("***");
+    const char *authority = scheme + 3;
+    const char *rest = authority + strcspn (authority, "/?#");
+    /* the last '@' of the authority ends the user info */
+    const char *at = NULL;
+    for (const char *p = authority; p < rest; p++)
+        if (*p == '@')
+            at = p;
+    const char *host = at ? at + 1 : authority;
+    const char *colon =
+        at ? memchr (authority, ':', (size_t)(at - authority)) : NULL;
+    const char *user_end = colon ? colon : at ? at : authority;
+    bool postgres = strncmp (value, "postgres://", 11) == 0 ||
+                    strncmp (value, "postgresql://", 13) == 0;
+    size_t pathlen = postgres ? strcspn (rest, "?#") : 0;
+    char buf[512];
+    snprintf (buf, sizeof buf, "%.*s%.*s%s%s%.*s%.*s%s",
+              (int)(authority - value), value, (int)(user_end - authority),
+              authority, colon ? ":***" : "", at ? "@" : "", (int)(rest - host),
+              host, (int)pathlen, rest,
+              rest[pathlen] ? (postgres ? "?***" : "/***") : "");
+    return json_string (buf);
 }
 
 void

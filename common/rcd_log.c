@@ -50,13 +50,27 @@ s_format_now (char *buf, size_t size)
 void
 rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...)
 {
-    if (level < s_level)
+    if (level < s_level) {
+        /* an "o" in the format hands us a reference: build the fields
+           anyway so that it is released, not leaked */
+        if (fields && strchr (fields, 'o')) {
+            va_list ap;
+            va_start (ap, fields);
+            json_t *extra = json_vpack_ex (NULL, 0, fields, ap);
+            va_end (ap);
+            json_decref (extra);
+        }
         return;
+    }
     char ts[40];
     s_format_now (ts, sizeof ts);
     json_t *line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
                               s_level_names[level], "service", s_service, "msg",
                               msg ? msg : "");
+    if (!line) /* msg is not UTF-8: keep the line, lose the text */
+        line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
+                          s_level_names[level], "service", s_service, "msg",
+                          "(msg is not valid UTF-8)");
     if (!line)
         return;
     if (fields) {
@@ -65,22 +79,34 @@ rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...)
         json_error_t err;
         json_t *extra = json_vpack_ex (&err, 0, fields, ap);
         va_end (ap);
+        /* extra fields never replace ts, level, service or msg */
         if (extra && json_is_object (extra))
-            json_object_update (line, extra);
+            json_object_update_missing (line, extra);
         else
-            json_object_set_new (line, "log_error", json_string (err.text));
+            json_object_set_new (
+                line, "log_error",
+                json_string (extra ? "fields is not an object" : err.text));
         json_decref (extra);
     }
     char *text = json_dumps (line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref (line);
     if (!text)
         return;
+    /* one write for text and newline: stderr is unbuffered, and processes
+       sharing one log file must not split each other's lines */
+    size_t len = strlen (text);
+    char *full = realloc (text, len + 2);
+    if (!full) {
+        free (text);
+        return;
+    }
+    full[len] = '\n';
+    full[len + 1] = 0;
     pthread_mutex_lock (&s_lock);
-    fputs (text, stderr);
-    fputc ('\n', stderr);
+    fwrite (full, 1, len + 1, stderr);
     fflush (stderr);
     pthread_mutex_unlock (&s_lock);
-    free (text);
+    free (full);
 }
 
 char *

@@ -14,7 +14,8 @@ rcd_migrate_current (rcd_db_t *db)
     if (rcd_db_exec (db,
                      "SELECT coalesce(max(version), 0) FROM schema_migrations",
                      0, NULL, &res) != 0)
-        return -1;
+        /* a database never migrated has no table yet: version 0 */
+        return rcd_db_error_is (db, "42P01") ? 0 : -1;
     int v = (int)rcd_db_res_int64 (res, 0, 0);
     rcd_db_res_destroy (&res);
     return v;

@@ -75,9 +75,12 @@ rcd_service_run (zactor_t **actor_p, int drain_ms)
         rcd_log_info ("draining", "{s:i}", "deadline_ms", drain_ms);
         zstr_send (actor, "DRAIN");
         int64_t deadline = zclock_mono () + drain_ms;
-        while (zclock_mono () < deadline) {
-            if (zpoller_wait (poller, (int)(deadline - zclock_mono ())) !=
-                actor)
+        while (true) {
+            /* read the clock once: a negative wait would be forever */
+            int64_t left = deadline - zclock_mono ();
+            if (left <= 0)
+                break;
+            if (zpoller_wait (poller, (int)left) != actor)
                 continue;
             char *reply = zstr_recv (actor);
             bool done = reply && strcmp (reply, "DRAINED") == 0;

@@ -63,7 +63,7 @@ CREATE TABLE messages (
     id              bigserial PRIMARY KEY,
     tenant_id       bigint NOT NULL REFERENCES tenants(id),
     to_phone        text NOT NULL,
-    body            text NOT NULL,
+    body            text NOT NULL CHECK (octet_length(body) BETWEEN 1 AND 65536),
     priority        smallint NOT NULL DEFAULT 1 CHECK (priority IN (0, 1, 2)),
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN (
                         'pending', 'sending', 'unknown', 'sent', 'delivered',

@@ -448,6 +448,8 @@ rcd_proto_decode (const char *topic, size_t topic_size, const void *data,
 int
 rcd_proto_recv (zsock_t *sock, rcd_proto_msg_t *msg)
 {
+    /* whatever happens, msg is safe to clear afterwards */
+    memset (msg, 0, sizeof *msg);
     zmsg_t *zmsg = zmsg_recv (sock);
     if (!zmsg)
         return -1;
