@@ -88,8 +88,12 @@ CREATE TABLE messages (
 ) WITH (fillfactor = 80);
 CREATE INDEX messages_due ON messages (priority, send_at)
     WHERE status = 'pending';
+-- Leases: lease_until is set only while a message is 'sending'. Keyed on
+-- lease_until rather than status, so the planner never prefers it for the
+-- senders' fenced "id = ? AND status = 'sending'" updates (a status-keyed
+-- partial index with stale statistics made them scan every leased row).
 CREATE INDEX messages_leased ON messages (lease_until)
-    WHERE status = 'sending';
+    WHERE lease_until IS NOT NULL;
 CREATE INDEX messages_valid_until ON messages (valid_until)
     WHERE status = 'pending' AND valid_until IS NOT NULL;
 CREATE INDEX messages_tenant ON messages (tenant_id, id);

@@ -184,6 +184,10 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     zsock_set_rcvhwm (self->nudge, 1000);
     zsock_set_sndhwm (self->dispatch, (int)cfg->dispatch_hwm);
     zsock_set_sndtimeo (self->dispatch, 0);
+    /* Small kernel buffers too: frames are small, and a default TCP buffer
+       holds thousands of them beyond the high-water mark, which would let
+       us lease far more than the senders can take. */
+    zsock_set_sndbuf (self->dispatch, 32 * 1024);
     zsock_set_linger (self->dispatch, 1000);
     if (zsock_bind (self->nudge, "%s", cfg->nudge_bind) < 0) {
         rcd_log_error ("cannot bind nudge endpoint", "{s:s}", "endpoint",

@@ -1,0 +1,1062 @@
+/*  =========================================================================
+    test_gwsim - the gateway simulator answers like the real gateways
+
+    Starts rcd_gwsim in process on a free port and talks to it over real
+    loopback HTTP with libcurl: success shapes, counting, each injected
+    failure, held and hung answers, the control endpoints. Waits poll for
+    a condition with a deadline; nothing sleeps to synchronise.
+    =========================================================================
+*/
+
+#include "rcd_gwsim.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <cmocka.h>
+
+#define S_APIKEY "test-key"
+#define S_TOKEN  "EAAGtest"
+
+//  One HTTP exchange as the test sees it.
+typedef struct {
+    CURLcode rc;          //  transport outcome
+    long status;          //  HTTP status, 0 when none arrived
+    char *body;           //  answer body, NUL-terminated
+    size_t size;          //  bytes in body
+    char retry_after[32]; //  Retry-After header value, if any
+    int64_t elapsed_ms;   //  wall time of the exchange
+    long connects;        //  new connections curl opened for it
+} s_reply_t;
+
+//  A request to run on another thread while the test does other things.
+typedef struct {
+    char url[256];    //  full URL
+    char header[128]; //  one extra header line
+    char body[256];   //  POST body
+    long timeout_ms;  //  client timeout
+    s_reply_t reply;  //  filled by the thread
+    pthread_t thread; //  the thread
+} s_async_t;
+
+//  Monotonic milliseconds, to time answers.
+static int64_t
+s_now_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+//  Short pause between polls of a condition (never used to synchronise).
+static void
+s_pause_poll (void)
+{
+    struct timespec ts = {0, 2000000L};
+    nanosleep (&ts, NULL);
+}
+
+//  Collect the answer body.
+static size_t
+s_on_body (char *data, size_t size, size_t nmemb, void *arg)
+{
+    s_reply_t *reply = arg;
+    size_t len = size * nmemb;
+    char *body = realloc (reply->body, reply->size + len + 1);
+    if (!body)
+        return 0;
+    memcpy (body + reply->size, data, len);
+    reply->body = body;
+    reply->size += len;
+    reply->body[reply->size] = '\0';
+    return len;
+}
+
+//  Remember Retry-After, the one header tests check.
+static size_t
+s_on_header (char *data, size_t size, size_t nmemb, void *arg)
+{
+    s_reply_t *reply = arg;
+    size_t len = size * nmemb;
+    if (len > 12 && strncasecmp (data, "Retry-After:", 12) == 0) {
+        size_t value_len = len - 12;
+        if (value_len >= sizeof reply->retry_after)
+            value_len = sizeof reply->retry_after - 1;
+        char value[sizeof reply->retry_after];
+        memcpy (value, data + 12, value_len);
+        value[value_len] = '\0';
+        sscanf (value, " %31[^\r\n]", reply->retry_after);
+    }
+    return len;
+}
+
+//  Run one exchange on curl (reused for keep-alive when given, else a
+//  fresh handle). body NULL means GET. header is one extra header or NULL.
+static s_reply_t
+s_exchange (CURL *curl, const char *url, const char *header, const char *body,
+            size_t body_len, long timeout_ms)
+{
+    s_reply_t reply;
+    memset (&reply, 0, sizeof reply);
+    CURL *own = curl ? NULL : curl_easy_init ();
+    CURL *easy = curl ? curl : own;
+    struct curl_slist *headers = NULL;
+    headers = curl_slist_append (headers, "Content-Type: application/json");
+    if (!header || strncasecmp (header, "Expect:", 7) != 0)
+        headers = curl_slist_append (headers, "Expect:");
+    if (header)
+        headers = curl_slist_append (headers, header);
+    curl_easy_setopt (easy, CURLOPT_URL, url);
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (easy, CURLOPT_WRITEFUNCTION, s_on_body);
+    curl_easy_setopt (easy, CURLOPT_WRITEDATA, &reply);
+    curl_easy_setopt (easy, CURLOPT_HEADERFUNCTION, s_on_header);
+    curl_easy_setopt (easy, CURLOPT_HEADERDATA, &reply);
+    curl_easy_setopt (easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt (easy, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt (easy, CURLOPT_POST, 1L);
+        curl_easy_setopt (easy, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt (easy, CURLOPT_POSTFIELDSIZE_LARGE,
+                          (curl_off_t)body_len);
+    }
+    else
+        curl_easy_setopt (easy, CURLOPT_HTTPGET, 1L);
+    int64_t start = s_now_ms ();
+    reply.rc = curl_easy_perform (easy);
+    reply.elapsed_ms = s_now_ms () - start;
+    curl_easy_getinfo (easy, CURLINFO_RESPONSE_CODE, &reply.status);
+    curl_easy_getinfo (easy, CURLINFO_NUM_CONNECTS, &reply.connects);
+    if (!reply.body)
+        reply.body = strdup ("");
+    curl_easy_setopt (easy, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all (headers);
+    if (own)
+        curl_easy_cleanup (own);
+    return reply;
+}
+
+//  Build a URL from the simulator's base and a printf-style path.
+static void
+s_make_url (rcd_gwsim_t *sim, char *url, size_t url_size, const char *path)
+{
+    snprintf (url, url_size, "%s%s", rcd_gwsim_url (sim), path);
+}
+
+//  GET a path on the simulator.
+static s_reply_t
+s_get (rcd_gwsim_t *sim, const char *path, const char *header)
+{
+    char url[256];
+    s_make_url (sim, url, sizeof url, path);
+    return s_exchange (NULL, url, header, NULL, 0, 5000);
+}
+
+//  POST a body to a path on the simulator.
+static s_reply_t
+s_post (rcd_gwsim_t *sim, const char *path, const char *header,
+        const char *body, long timeout_ms)
+{
+    char url[256];
+    s_make_url (sim, url, sizeof url, path);
+    return s_exchange (NULL, url, header, body, strlen (body), timeout_ms);
+}
+
+//  An Evolution sendText body.
+static char *
+s_evolution_body (const char *number, const char *text, int delay_ms)
+{
+    json_t *doc = json_pack ("{s:s, s:s}", "number", number, "text", text);
+    if (delay_ms)
+        json_object_set_new (doc, "delay", json_integer (delay_ms));
+    char *body = json_dumps (doc, JSON_COMPACT);
+    json_decref (doc);
+    return body;
+}
+
+//  Evolution sendText on instance "inst" with the test apikey.
+static s_reply_t
+s_send_evolution (rcd_gwsim_t *sim, const char *number, const char *text)
+{
+    char *body = s_evolution_body (number, text, 0);
+    s_reply_t reply =
+        s_post (sim, "/message/sendText/inst", "apikey: " S_APIKEY, body, 5000);
+    free (body);
+    return reply;
+}
+
+//  Meta text send from phone_number_id 1099 with the test token.
+static s_reply_t
+s_send_meta (rcd_gwsim_t *sim, const char *to, const char *text)
+{
+    json_t *doc =
+        json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product",
+                   "whatsapp", "recipient_type", "individual", "to", to, "type",
+                   "text", "text", "body", text);
+    char *body = json_dumps (doc, JSON_COMPACT);
+    json_decref (doc);
+    s_reply_t reply = s_post (sim, "/v21.0/1099/messages",
+                              "Authorization: Bearer " S_TOKEN, body, 5000);
+    free (body);
+    return reply;
+}
+
+//  Parse an answer body; the test fails when it is not JSON.
+static json_t *
+s_parse (const s_reply_t *reply)
+{
+    json_error_t err;
+    json_t *doc = json_loads (reply->body, 0, &err);
+    if (!doc)
+        fprintf (stderr, "not JSON: '%s'\n", reply->body);
+    assert_non_null (doc);
+    return doc;
+}
+
+//  Free what an exchange allocated.
+static void
+s_reply_free (s_reply_t *reply)
+{
+    free (reply->body);
+    reply->body = NULL;
+}
+
+//  Configure the simulator in process; the test fails on a bad document.
+static void
+s_configure (rcd_gwsim_t *sim, const char *json)
+{
+    assert_int_equal (rcd_gwsim_configure (sim, json), 0);
+}
+
+//  Integer at a dotted path ("error.code") inside a parsed answer.
+static json_int_t
+s_int_at (json_t *doc, const char *first, const char *second)
+{
+    json_t *value = json_object_get (doc, first);
+    if (second)
+        value = json_object_get (value, second);
+    assert_true (json_is_integer (value));
+    return json_integer_value (value);
+}
+
+//  Body of the thread that runs an s_async_t.
+static void *
+s_run_async (void *arg)
+{
+    s_async_t *async = arg;
+    async->reply = s_exchange (NULL, async->url, async->header, async->body,
+                               strlen (async->body), async->timeout_ms);
+    return NULL;
+}
+
+//  Start an Evolution send on its own thread.
+static void
+s_start_async (s_async_t *async, rcd_gwsim_t *sim, const char *number,
+               const char *text, int delay_ms, long timeout_ms)
+{
+    memset (async, 0, sizeof *async);
+    s_make_url (sim, async->url, sizeof async->url, "/message/sendText/inst");
+    snprintf (async->header, sizeof async->header, "apikey: %s", S_APIKEY);
+    char *body = s_evolution_body (number, text, delay_ms);
+    snprintf (async->body, sizeof async->body, "%s", body);
+    free (body);
+    async->timeout_ms = timeout_ms;
+    assert_int_equal (pthread_create (&async->thread, NULL, s_run_async, async),
+                      0);
+}
+
+//  Wait until the simulator holds at least n answers, or fail after 5 s.
+static void
+s_wait_held (rcd_gwsim_t *sim, size_t n)
+{
+    int64_t deadline = s_now_ms () + 5000;
+    while (rcd_gwsim_held (sim) < n && s_now_ms () < deadline)
+        s_pause_poll ();
+    assert_true (rcd_gwsim_held (sim) >= n);
+}
+
+//  --------------------------------------------------------------------------
+//  Fixture: a fresh simulator per test
+
+static int
+s_setup (void **state)
+{
+    rcd_gwsim_t *sim = rcd_gwsim_new ("127.0.0.1", 0);
+    if (!sim)
+        return -1;
+    *state = sim;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    rcd_gwsim_destroy (&sim);
+    assert_null (sim);
+    return 0;
+}
+
+//  --------------------------------------------------------------------------
+//  Tests
+
+static void
+test_evolution_send_answers_201_with_a_fresh_key (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    assert_true (rcd_gwsim_port (sim) > 0);
+    s_reply_t first = s_send_evolution (sim, "+55 11 91234-5678", "olá");
+    s_reply_t second = s_send_evolution (sim, "5511912345678", "second");
+    assert_int_equal (first.rc, CURLE_OK);
+    assert_int_equal (first.status, 201);
+    json_t *doc = s_parse (&first);
+    json_t *key = json_object_get (doc, "key");
+    assert_string_equal (json_string_value (json_object_get (key, "remoteJid")),
+                         "5511912345678@s.whatsapp.net");
+    assert_true (json_is_true (json_object_get (key, "fromMe")));
+    const char *id = json_string_value (json_object_get (key, "id"));
+    assert_non_null (id);
+    assert_int_equal (strlen (id), 20);
+    assert_memory_equal (id, "3EB0", 4);
+    assert_int_equal (strspn (id, "0123456789ABCDEF"), 20);
+    assert_string_equal (json_string_value (json_object_get (doc, "status")),
+                         "PENDING");
+    assert_string_equal (json_string_value (json_object_get (
+                             json_object_get (doc, "message"), "conversation")),
+                         "olá");
+    assert_string_equal (
+        json_string_value (json_object_get (doc, "messageType")),
+        "conversation");
+    json_int_t stamp = s_int_at (doc, "messageTimestamp", NULL);
+    assert_true (stamp > 1700000000 && stamp <= time (NULL) + 1);
+    assert_non_null (json_string_value (json_object_get (doc, "instanceId")));
+    assert_string_equal (json_string_value (json_object_get (doc, "source")),
+                         "unknown");
+    assert_string_equal (json_string_value (json_object_get (doc, "pushName")),
+                         "");
+
+    json_t *other = s_parse (&second);
+    assert_int_equal (second.status, 201);
+    assert_string_not_equal (id, json_string_value (json_object_get (
+                                     json_object_get (other, "key"), "id")));
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "+55 11 91234-5678", "olá"),
+                      1);
+    json_decref (other);
+    json_decref (doc);
+    s_reply_free (&first);
+    s_reply_free (&second);
+}
+
+static void
+test_meta_send_answers_200_with_a_wamid (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_reply_t reply = s_send_meta (sim, "+5511912345678", "hello");
+    assert_int_equal (reply.status, 200);
+    json_t *doc = s_parse (&reply);
+    assert_string_equal (
+        json_string_value (json_object_get (doc, "messaging_product")),
+        "whatsapp");
+    json_t *contact = json_array_get (json_object_get (doc, "contacts"), 0);
+    assert_string_equal (json_string_value (json_object_get (contact, "input")),
+                         "+5511912345678");
+    assert_string_equal (json_string_value (json_object_get (contact, "wa_id")),
+                         "5511912345678");
+    json_t *message = json_array_get (json_object_get (doc, "messages"), 0);
+    const char *wamid = json_string_value (json_object_get (message, "id"));
+    assert_non_null (wamid);
+    assert_memory_equal (wamid, "wamid.", 6);
+    assert_int_equal (rcd_gwsim_count (sim, "1099", "+5511912345678", "hello"),
+                      1);
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    const char *template_body =
+        "{\"messaging_product\":\"whatsapp\",\"recipient_type\":\"individual\","
+        "\"to\":\"5511912345678\",\"type\":\"template\",\"template\":{\"name\":"
+        "\"billing_reminder\",\"language\":{\"code\":\"pt_BR\"}}}";
+    reply = s_post (sim, "/v21.0/1099/messages",
+                    "Authorization: Bearer " S_TOKEN, template_body, 5000);
+    assert_int_equal (reply.status, 200);
+    assert_int_equal (rcd_gwsim_count (sim, "1099", "5511912345678",
+                                       "template:billing_reminder"),
+                      1);
+    s_reply_free (&reply);
+}
+
+static void
+test_counts_report_totals_distinct_and_duplicates (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    const char *texts[] = {"a", "a", "b"};
+    for (int i = 0; i < 3; i++) {
+        s_reply_t reply = s_send_evolution (sim, "5511900000001", texts[i]);
+        assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    assert_int_equal (rcd_gwsim_total (sim), 3);
+    assert_int_equal (rcd_gwsim_distinct (sim), 2);
+    assert_int_equal (rcd_gwsim_duplicates (sim), 1);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000001", "a"), 2);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000001", "c"), 0);
+    assert_int_equal (rcd_gwsim_count (sim, "other", "5511900000001", "a"), 0);
+
+    s_reply_t reply = s_get (sim, "/_sim/counts", NULL);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "total", NULL), 3);
+    assert_int_equal (s_int_at (doc, "distinct", NULL), 2);
+    assert_int_equal (s_int_at (doc, "duplicates", NULL), 1);
+    assert_null (json_object_get (doc, "items"));
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_get (sim, "/_sim/counts?items=1", NULL);
+    doc = s_parse (&reply);
+    json_t *items = json_object_get (doc, "items");
+    assert_int_equal (json_array_size (items), 2);
+    json_t *first = json_array_get (items, 0);
+    assert_string_equal (
+        json_string_value (json_object_get (first, "instance")), "inst");
+    assert_string_equal (json_string_value (json_object_get (first, "number")),
+                         "5511900000001");
+    assert_string_equal (json_string_value (json_object_get (first, "text")),
+                         "a");
+    assert_int_equal (s_int_at (first, "count", NULL), 2);
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
+static void
+test_sends_without_valid_credentials_are_401 (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    const char *body = "{\"number\":\"5511900000002\",\"text\":\"x\"}";
+    s_reply_t reply = s_post (sim, "/message/sendText/inst", NULL, body, 5000);
+    assert_int_equal (reply.status, 401);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "status", NULL), 401);
+    assert_string_equal (json_string_value (json_object_get (doc, "error")),
+                         "Unauthorized");
+    assert_string_equal (json_string_value (json_object_get (
+                             json_object_get (doc, "response"), "message")),
+                         "Unauthorized");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_post (sim, "/message/sendText/inst", "apikey:", body, 5000);
+    assert_int_equal (reply.status, 401);
+    s_reply_free (&reply);
+
+    s_configure (sim, "{\"instances\":{\"inst\":{\"apikey\":\"right\"}}}");
+    reply = s_post (sim, "/message/sendText/inst", "apikey: wrong", body, 5000);
+    assert_int_equal (reply.status, 401);
+    s_reply_free (&reply);
+    reply = s_post (sim, "/message/sendText/inst", "apikey: right", body, 5000);
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+
+    const char *meta = "{\"messaging_product\":\"whatsapp\",\"to\":\"551190\","
+                       "\"type\":\"text\",\"text\":{\"body\":\"x\"}}";
+    reply = s_post (sim, "/v21.0/1099/messages", NULL, meta, 5000);
+    assert_int_equal (reply.status, 401);
+    doc = s_parse (&reply);
+    json_t *error = json_object_get (doc, "error");
+    assert_int_equal (s_int_at (error, "code", NULL), 190);
+    assert_string_equal (json_string_value (json_object_get (error, "type")),
+                         "OAuthException");
+    assert_non_null (json_string_value (json_object_get (error, "fbtrace_id")));
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    assert_int_equal (rcd_gwsim_total (sim), 1);
+    assert_int_equal (rcd_gwsim_errors (sim, "unauthorized"), 4);
+}
+
+static void
+test_number_errors_force_each_kind_on_evolution (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"retry_after_s\": 7, \"number_errors\": {"
+                      "\"5511000000001\": \"5xx\", \"5511000000002\": \"429\","
+                      "\"5511000000003\": \"meta_130429\","
+                      "\"5511000000004\": \"not_on_whatsapp\","
+                      "\"5511000000005\": \"unknown_400\","
+                      "\"5511000000006\": \"reset\"}}");
+    s_reply_t reply = s_send_evolution (sim, "5511000000001", "t");
+    assert_int_equal (reply.status, 503);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "status", NULL), 503);
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "5511000000002", "t");
+    assert_int_equal (reply.status, 429);
+    assert_string_equal (reply.retry_after, "7");
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "5511000000003", "t");
+    assert_int_equal (reply.status, 429);
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "+55 11 0000-00004", "t");
+    assert_int_equal (reply.status, 400);
+    doc = s_parse (&reply);
+    json_t *entry = json_array_get (
+        json_object_get (json_object_get (doc, "response"), "message"), 0);
+    assert_true (json_is_false (json_object_get (entry, "exists")));
+    assert_string_equal (json_string_value (json_object_get (entry, "jid")),
+                         "5511000000004@s.whatsapp.net");
+    assert_string_equal (json_string_value (json_object_get (entry, "number")),
+                         "+55 11 0000-00004");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "5511000000005", "maybe sent");
+    assert_int_equal (reply.status, 400);
+    doc = s_parse (&reply);
+    assert_string_equal (
+        json_string_value (json_array_get (
+            json_object_get (json_object_get (doc, "response"), "message"), 0)),
+        "Connection Closed");
+    json_decref (doc);
+    s_reply_free (&reply);
+    assert_int_equal (
+        rcd_gwsim_count (sim, "inst", "5511000000005", "maybe sent"), 1);
+
+    reply = s_send_evolution (sim, "5511000000006", "t");
+    assert_true (reply.rc == CURLE_GOT_NOTHING || reply.rc == CURLE_RECV_ERROR);
+    s_reply_free (&reply);
+
+    assert_int_equal (rcd_gwsim_total (sim), 1);
+    const char *kinds[] = {
+        "5xx", "429", "meta_130429", "not_on_whatsapp", "unknown_400", "reset"};
+    for (int i = 0; i < 6; i++)
+        assert_int_equal (rcd_gwsim_errors (sim, kinds[i]), 1);
+}
+
+static void
+test_number_errors_force_each_kind_on_meta (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"number_errors\": {"
+                      "\"5511000000001\": \"5xx\", \"5511000000002\": \"429\","
+                      "\"5511000000003\": \"meta_130429\","
+                      "\"5511000000004\": \"not_on_whatsapp\","
+                      "\"5511000000005\": \"unknown_400\","
+                      "\"5511000000006\": \"reset\"}}");
+    struct {
+        const char *to;
+        long status;
+        int code;
+    } cases[] = {{"5511000000001", 503, 2},
+                 {"5511000000002", 429, 4},
+                 {"5511000000003", 400, 130429},
+                 {"5511000000004", 400, 131026},
+                 {"5511000000005", 500, 131000}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        s_reply_t reply = s_send_meta (sim, cases[i].to, "t");
+        assert_int_equal (reply.status, cases[i].status);
+        json_t *doc = s_parse (&reply);
+        assert_int_equal (s_int_at (doc, "error", "code"), cases[i].code);
+        json_decref (doc);
+        s_reply_free (&reply);
+    }
+    s_reply_t reply = s_send_meta (sim, "5511000000006", "t");
+    assert_true (reply.rc == CURLE_GOT_NOTHING || reply.rc == CURLE_RECV_ERROR);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_count (sim, "1099", "5511000000005", "t"), 1);
+    assert_int_equal (rcd_gwsim_total (sim), 1);
+}
+
+static void
+test_delay_holds_answers_without_blocking_the_server (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    //  More held answers than server threads: a blocking hold would stall
+    s_async_t slow[3];
+    for (int i = 0; i < 3; i++)
+        s_start_async (&slow[i], sim, "5511900000003", "slow", 400, 10000);
+    s_wait_held (sim, 3);
+    s_reply_t fast = s_send_evolution (sim, "5511900000004", "fast");
+    assert_int_equal (fast.status, 201);
+    assert_true (fast.elapsed_ms < 300);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000004", "fast"),
+                      1);
+    s_reply_free (&fast);
+    for (int i = 0; i < 3; i++) {
+        pthread_join (slow[i].thread, NULL);
+        assert_int_equal (slow[i].reply.status, 201);
+        assert_true (slow[i].reply.elapsed_ms >= 400);
+        s_reply_free (&slow[i].reply);
+    }
+    assert_int_equal (rcd_gwsim_held (sim), 0);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000003", "slow"),
+                      3);
+}
+
+static void
+test_latency_holds_every_answer (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"latency_ms\": 150, \"latency_jitter_ms\": 50}");
+    s_reply_t reply = s_send_evolution (sim, "5511900000005", "late");
+    assert_int_equal (reply.status, 201);
+    assert_true (reply.elapsed_ms >= 150);
+    s_reply_free (&reply);
+    reply = s_send_meta (sim, "5511900000005", "late");
+    assert_int_equal (reply.status, 200);
+    assert_true (reply.elapsed_ms >= 150);
+    s_reply_free (&reply);
+}
+
+static void
+test_hang_times_out_the_client_while_others_are_served (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"number_errors\": {\"5511900000006\": \"hang\"}}");
+    s_async_t hung;
+    s_start_async (&hung, sim, "5511900000006", "never", 0, 300);
+    s_wait_held (sim, 1);
+    for (int i = 0; i < 5; i++) {
+        s_reply_t reply = s_send_evolution (sim, "5511900000007", "meanwhile");
+        assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    pthread_join (hung.thread, NULL);
+    assert_int_equal (hung.reply.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_true (hung.reply.elapsed_ms >= 300);
+    s_reply_free (&hung.reply);
+    assert_int_equal (rcd_gwsim_errors (sim, "hang"), 1);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000006", "never"),
+                      0);
+    assert_int_equal (rcd_gwsim_total (sim), 5);
+    //  Still held: destroy in teardown must release it
+    assert_int_equal (rcd_gwsim_held (sim), 1);
+}
+
+static void
+test_hang_closes_the_connection_after_hang_ms (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"hang_ms\": 200, \"error_rates\": {\"hang\": 1}}");
+    s_reply_t reply = s_send_meta (sim, "5511900000008", "x");
+    assert_true (reply.rc == CURLE_GOT_NOTHING || reply.rc == CURLE_RECV_ERROR);
+    assert_true (reply.elapsed_ms >= 200);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_held (sim), 0);
+}
+
+static void
+test_connection_state_follows_the_instance_config (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_reply_t reply =
+        s_get (sim, "/instance/connectionState/inst", "apikey: " S_APIKEY);
+    assert_int_equal (reply.status, 200);
+    json_t *doc = s_parse (&reply);
+    json_t *instance = json_object_get (doc, "instance");
+    assert_string_equal (
+        json_string_value (json_object_get (instance, "instanceName")), "inst");
+    assert_string_equal (
+        json_string_value (json_object_get (instance, "state")), "open");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    s_configure (sim, "{\"instances\": {\"inst\": {\"state\": \"close\"},"
+                      "\"ghost\": {\"unknown\": true}}}");
+    reply = s_get (sim, "/instance/connectionState/inst", "apikey: " S_APIKEY);
+    doc = s_parse (&reply);
+    assert_string_equal (json_string_value (json_object_get (
+                             json_object_get (doc, "instance"), "state")),
+                         "close");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "5511900000009", "closed");
+    assert_int_equal (reply.status, 400);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+    assert_int_equal (rcd_gwsim_errors (sim, "instance_closed"), 1);
+
+    reply = s_get (sim, "/instance/connectionState/ghost", "apikey: " S_APIKEY);
+    assert_int_equal (reply.status, 404);
+    s_reply_free (&reply);
+    reply = s_post (sim, "/message/sendText/ghost", "apikey: " S_APIKEY,
+                    "{\"number\":\"1\",\"text\":\"x\"}", 5000);
+    assert_int_equal (reply.status, 404);
+    doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "status", NULL), 404);
+    json_decref (doc);
+    s_reply_free (&reply);
+    reply = s_get (sim, "/instance/connectionState/inst", NULL);
+    assert_int_equal (reply.status, 401);
+    s_reply_free (&reply);
+}
+
+static void
+test_log_pages_arrivals_in_order (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    for (int i = 0; i < 5; i++) {
+        char text[16];
+        snprintf (text, sizeof text, "m%d", i);
+        s_reply_t reply = s_send_evolution (sim, "5511900000010", text);
+        assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    s_reply_t reply = s_get (sim, "/_sim/log?since_seq=0&limit=2", NULL);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "next_seq", NULL), 2);
+    json_t *entries = json_object_get (doc, "entries");
+    assert_int_equal (json_array_size (entries), 2);
+    json_t *entry = json_array_get (entries, 1);
+    assert_int_equal (json_integer_value (json_array_get (entry, 0)), 1);
+    assert_string_equal (json_string_value (json_array_get (entry, 2)), "inst");
+    assert_string_equal (json_string_value (json_array_get (entry, 3)),
+                         "5511900000010");
+    assert_string_equal (json_string_value (json_array_get (entry, 4)), "m1");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_get (sim, "/_sim/log?since_seq=2", NULL);
+    doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "next_seq", NULL), 5);
+    entries = json_object_get (doc, "entries");
+    assert_int_equal (json_array_size (entries), 3);
+    json_int_t previous = 0;
+    for (size_t i = 0; i < 3; i++) {
+        entry = json_array_get (entries, i);
+        char text[16];
+        snprintf (text, sizeof text, "m%zu", i + 2);
+        assert_string_equal (json_string_value (json_array_get (entry, 4)),
+                             text);
+        json_int_t recv_ms = json_integer_value (json_array_get (entry, 1));
+        assert_true (recv_ms >= previous);
+        previous = recv_ms;
+    }
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_get (sim, "/_sim/log?since_seq=5", NULL);
+    doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "next_seq", NULL), 5);
+    assert_int_equal (json_array_size (json_object_get (doc, "entries")), 0);
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
+static void
+test_reset_endpoint_clears_counts_and_config (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_reply_t reply = s_send_evolution (sim, "5511900000011", "before");
+    s_reply_free (&reply);
+    reply = s_post (sim, "/_sim/config", NULL, "{\"down\": true}", 5000);
+    assert_int_equal (reply.status, 200);
+    s_reply_free (&reply);
+    reply = s_send_evolution (sim, "5511900000011", "down");
+    assert_int_equal (reply.status, 503);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_errors (sim, "down"), 1);
+
+    reply = s_post (sim, "/_sim/reset", NULL, "", 5000);
+    assert_int_equal (reply.status, 200);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+    assert_int_equal (rcd_gwsim_errors (sim, "down"), 0);
+    reply = s_send_evolution (sim, "5511900000011", "after");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+
+    reply = s_get (sim, "/_sim/counts", NULL);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "total", NULL), 1);
+    json_decref (doc);
+    s_reply_free (&reply);
+    //  The log keeps numbering across a reset
+    reply = s_get (sim, "/_sim/log", NULL);
+    doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "next_seq", NULL), 2);
+    assert_int_equal (json_array_size (json_object_get (doc, "entries")), 1);
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
+static void
+test_oversize_body_is_413 (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    size_t size = RCD_GWSIM_MAX_BODY + 1;
+    char *body = malloc (size + 1);
+    assert_non_null (body);
+    memset (body, 'x', size);
+    body[size] = '\0';
+    //  Sent at once: read, discarded, then refused
+    s_reply_t reply = s_post (sim, "/message/sendText/inst",
+                              "apikey: " S_APIKEY, body, 10000);
+    assert_int_equal (reply.rc, CURLE_OK);
+    assert_int_equal (reply.status, 413);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "status", NULL), 413);
+    json_decref (doc);
+    s_reply_free (&reply);
+    //  Announced with Expect: 100-continue: refused before it is sent
+    reply = s_post (sim, "/v21.0/1099/messages", "Expect: 100-continue", body,
+                    10000);
+    assert_int_equal (reply.rc, CURLE_OK);
+    assert_int_equal (reply.status, 413);
+    s_reply_free (&reply);
+    free (body);
+    assert_int_equal (rcd_gwsim_errors (sim, "too_large"), 2);
+    reply = s_send_evolution (sim, "5511900000012", "still serving");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+}
+
+static void
+test_bad_bodies_are_400 (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    const char *bodies[] = {"{not json", "{\"text\":\"no number\"}"};
+    for (int i = 0; i < 2; i++) {
+        s_reply_t reply = s_post (sim, "/message/sendText/inst",
+                                  "apikey: " S_APIKEY, bodies[i], 5000);
+        assert_int_equal (reply.status, 400);
+        json_t *doc = s_parse (&reply);
+        json_t *message =
+            json_object_get (json_object_get (doc, "response"), "message");
+        assert_string_equal (
+            json_string_value (json_array_get (json_array_get (message, 0), 0)),
+            "instance requires property \"number\"");
+        json_decref (doc);
+        s_reply_free (&reply);
+    }
+    s_reply_t reply =
+        s_post (sim, "/v21.0/1099/messages", "Authorization: Bearer " S_TOKEN,
+                "{\"messaging_product\":\"whatsapp\",\"type\":\"text\"}", 5000);
+    assert_int_equal (reply.status, 400);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "error", "code"), 100);
+    json_decref (doc);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_errors (sim, "bad_request"), 3);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+}
+
+static void
+test_rate_cap_throttles_a_busy_number (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"per_number_rate_cap\": 2}");
+    //  Five sends take well under a second, so they span at most two
+    //  one-second windows: at most four pass
+    int throttled = 0;
+    for (int i = 0; i < 5; i++) {
+        char text[16];
+        snprintf (text, sizeof text, "r%d", i);
+        s_reply_t reply = s_send_evolution (sim, "5511900000013", text);
+        if (reply.status == 429) {
+            throttled++;
+            assert_string_equal (reply.retry_after, "1");
+        }
+        else
+            assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    assert_true (throttled >= 1);
+    assert_int_equal (rcd_gwsim_errors (sim, "rate_cap"), (size_t)throttled);
+    s_reply_t reply = s_send_meta (sim, "5511900000013", "meta");
+    if (reply.status != 200) {
+        json_t *doc = s_parse (&reply);
+        assert_int_equal (s_int_at (doc, "error", "code"), 131056);
+        json_decref (doc);
+    }
+    s_reply_free (&reply);
+    //  Another number is not affected
+    reply = s_send_evolution (sim, "5511900000014", "other");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+}
+
+static void
+test_error_rates_inject_failures_at_the_configured_rate (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"seed\": 42, \"error_rates\": {\"5xx\": 0.3}}");
+    CURL *curl = curl_easy_init ();
+    char url[256];
+    s_make_url (sim, url, sizeof url, "/message/sendText/inst");
+    int failed = 0;
+    for (int i = 0; i < 400; i++) {
+        char body[96];
+        snprintf (body, sizeof body,
+                  "{\"number\":\"5511900000015\","
+                  "\"text\":\"e%d\"}",
+                  i);
+        s_reply_t reply = s_exchange (curl, url, "apikey: " S_APIKEY, body,
+                                      strlen (body), 5000);
+        assert_true (reply.status == 201 || reply.status == 503);
+        failed += reply.status == 503;
+        s_reply_free (&reply);
+    }
+    curl_easy_cleanup (curl);
+    //  Expected 120, standard deviation about 9
+    assert_in_range (failed, 70, 170);
+    assert_int_equal (rcd_gwsim_errors (sim, "5xx"), (size_t)failed);
+    assert_int_equal (rcd_gwsim_total (sim), (size_t)(400 - failed));
+    assert_int_equal (rcd_gwsim_duplicates (sim), 0);
+
+    s_configure (sim, "{\"error_rates\": {\"5xx\": 1}}");
+    s_reply_t reply = s_send_meta (sim, "5511900000015", "always");
+    assert_int_equal (reply.status, 503);
+    s_reply_free (&reply);
+}
+
+static void
+test_config_rejects_bad_documents_and_changes_nothing (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    const char *bad[] = {"not json",
+                         "[1]",
+                         "{\"latency_ms\": -1}",
+                         "{\"latency_ms\": \"5\"}",
+                         "{\"error_rates\": {\"5xx\": 1.5}}",
+                         "{\"error_rates\": {\"teapot\": 0.1}}",
+                         "{\"error_rates\": {\"5xx\": 0.6, \"429\": 0.6}}",
+                         "{\"number_errors\": {\"1\": \"teapot\"}}",
+                         "{\"instances\": {\"a\": {\"colour\": \"red\"}}}",
+                         "{\"down\": true, \"typo\": 1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal (rcd_gwsim_configure (sim, bad[i]), -2);
+
+    s_reply_t reply =
+        s_post (sim, "/_sim/config", NULL, "{\"latency_ms\": -5}", 5000);
+    assert_int_equal (reply.status, 400);
+    json_t *doc = s_parse (&reply);
+    assert_string_equal (json_string_value (json_object_get (
+                             json_object_get (doc, "error"), "code")),
+                         "invalid_field");
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_get (sim, "/_sim/config", NULL);
+    doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "latency_ms", NULL), 0);
+    assert_true (json_is_false (json_object_get (doc, "down")));
+    assert_int_equal (json_object_size (json_object_get (doc, "error_rates")),
+                      0);
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    //  Maps merge, and null removes a key
+    s_configure (sim, "{\"number_errors\": {\"1\": \"5xx\", \"2\": \"429\"}}");
+    s_configure (sim, "{\"number_errors\": {\"1\": null}}");
+    reply = s_get (sim, "/_sim/config", NULL);
+    doc = s_parse (&reply);
+    json_t *errors = json_object_get (doc, "number_errors");
+    assert_int_equal (json_object_size (errors), 1);
+    assert_string_equal (json_string_value (json_object_get (errors, "2")),
+                         "429");
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
+static void
+test_keep_alive_reuses_one_connection (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    CURL *curl = curl_easy_init ();
+    char url[256];
+    s_make_url (sim, url, sizeof url, "/message/sendText/inst");
+    const char *body = "{\"number\":\"5511900000016\",\"text\":\"k\"}";
+    for (int i = 0; i < 3; i++) {
+        s_reply_t reply = s_exchange (curl, url, "apikey: " S_APIKEY, body,
+                                      strlen (body), 5000);
+        assert_int_equal (reply.status, 201);
+        assert_int_equal (reply.connects, i == 0 ? 1 : 0);
+        s_reply_free (&reply);
+    }
+    curl_easy_cleanup (curl);
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511900000016", "k"), 3);
+    assert_int_equal (rcd_gwsim_duplicates (sim), 2);
+}
+
+static void
+test_unknown_paths_are_404 (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_reply_t reply = s_get (sim, "/nothing/here", NULL);
+    assert_int_equal (reply.status, 404);
+    s_reply_free (&reply);
+    reply = s_get (sim, "/message/sendText/inst", "apikey: " S_APIKEY);
+    assert_int_equal (reply.status, 404);
+    s_reply_free (&reply);
+}
+
+int
+main (void)
+{
+    curl_global_init (CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (
+            test_evolution_send_answers_201_with_a_fresh_key, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_meta_send_answers_200_with_a_wamid, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_counts_report_totals_distinct_and_duplicates, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_sends_without_valid_credentials_are_401, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_number_errors_force_each_kind_on_evolution, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_number_errors_force_each_kind_on_meta, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_delay_holds_answers_without_blocking_the_server, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (test_latency_holds_every_answer,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_hang_times_out_the_client_while_others_are_served, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_hang_closes_the_connection_after_hang_ms, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_connection_state_follows_the_instance_config, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (test_log_pages_arrivals_in_order,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_reset_endpoint_clears_counts_and_config, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_oversize_body_is_413, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_bad_bodies_are_400, s_setup,
+                                         s_teardown),
+        cmocka_unit_test_setup_teardown (test_rate_cap_throttles_a_busy_number,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_error_rates_inject_failures_at_the_configured_rate, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_config_rejects_bad_documents_and_changes_nothing, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (test_keep_alive_reuses_one_connection,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_unknown_paths_are_404, s_setup,
+                                         s_teardown),
+    };
+    int failed = cmocka_run_group_tests (tests, NULL, NULL);
+    curl_global_cleanup ();
+    return failed;
+}
