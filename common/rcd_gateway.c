@@ -48,8 +48,7 @@ rcd_gateway_provider_name (rcd_gateway_provider_t provider)
 }
 
 bool
-rcd_gateway_provider_parse (const char *name,
-                            rcd_gateway_provider_t *provider)
+rcd_gateway_provider_parse (const char *name, rcd_gateway_provider_t *provider)
 {
     if (name && strcmp (name, "evolution") == 0) {
         *provider = RCD_GATEWAY_EVOLUTION;
@@ -104,9 +103,9 @@ s_append (char *buf, size_t size, size_t *len, const char *fmt, ...)
     va_start (ap, fmt);
     int n = vsnprintf (buf + *len, size - *len, fmt, ap);
     va_end (ap);
-    if (n < 0 || (size_t) n >= size - *len)
+    if (n < 0 || (size_t)n >= size - *len)
         return -2;
-    *len += (size_t) n;
+    *len += (size_t)n;
     return 0;
 }
 
@@ -118,14 +117,14 @@ s_append_segment (char *buf, size_t size, size_t *len, const char *segment)
     static const char hex[] = "0123456789ABCDEF";
     if (!segment || !*segment)
         return -2;
-    for (const unsigned char *p = (const unsigned char *) segment; *p; p++) {
-        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
-                     || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'
-                     || *p == '_' || *p == '~';
+    for (const unsigned char *p = (const unsigned char *)segment; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' ||
+                     *p == '_' || *p == '~';
         if (*len + (plain ? 1 : 3) >= size)
             return -2;
         if (plain)
-            buf[(*len)++] = (char) *p;
+            buf[(*len)++] = (char)*p;
         else {
             buf[(*len)++] = '%';
             buf[(*len)++] = hex[*p >> 4];
@@ -147,7 +146,7 @@ s_append_base (char *buf, size_t size, size_t *len, const char *base)
         n--;
     if (n == 0 || !s_header_safe (base))
         return -2;
-    return s_append (buf, size, len, "%.*s", (int) n, base);
+    return s_append (buf, size, len, "%.*s", (int)n, base);
 }
 
 /*  E.164 without the '+': 8 to 15 digits. */
@@ -200,43 +199,36 @@ rcd_gateway_build_send (const rcd_gateway_instance_t *instance,
     json_t *doc = NULL;
     req->url[0] = 0;
     req->typing_ms = 0;
-    if (s_append_base (req->url, sizeof req->url, &len, instance->base_url)
-        != 0)
+    if (s_append_base (req->url, sizeof req->url, &len, instance->base_url) !=
+        0)
         return -2;
     if (instance->provider == RCD_GATEWAY_EVOLUTION) {
-        if (!s_header_safe (instance->api_key)
-            || s_append (req->url, sizeof req->url, &len,
-                         "/message/sendText/")
-                   != 0
-            || s_append_segment (req->url, sizeof req->url, &len,
-                                 instance->name)
-                   != 0
-            || s_append (req->auth, sizeof req->auth, &alen, "apikey: %s",
-                         instance->api_key)
-                   != 0)
+        if (!s_header_safe (instance->api_key) ||
+            s_append (req->url, sizeof req->url, &len, "/message/sendText/") !=
+                0 ||
+            s_append_segment (req->url, sizeof req->url, &len,
+                              instance->name) != 0 ||
+            s_append (req->auth, sizeof req->auth, &alen, "apikey: %s",
+                      instance->api_key) != 0)
             return -2;
         doc = json_pack ("{s:s, s:s}", "number", digits, "text", text);
         if (doc && delay_ms > 0)
             json_object_set_new (doc, "delay", json_integer (delay_ms));
-        req->typing_ms = (long) delay_ms;
+        req->typing_ms = (long)delay_ms;
     }
     else {
-        const char *version =
-            instance->api_version && *instance->api_version
-                ? instance->api_version
-                : S_META_DEFAULT_VERSION;
-        if (!s_header_safe (instance->access_token)
-            || s_append (req->url, sizeof req->url, &len, "/") != 0
-            || s_append_segment (req->url, sizeof req->url, &len, version)
-                   != 0
-            || s_append (req->url, sizeof req->url, &len, "/") != 0
-            || s_append_segment (req->url, sizeof req->url, &len,
-                                 instance->phone_number_id)
-                   != 0
-            || s_append (req->url, sizeof req->url, &len, "/messages") != 0
-            || s_append (req->auth, sizeof req->auth, &alen,
-                         "Authorization: Bearer %s", instance->access_token)
-                   != 0)
+        const char *version = instance->api_version && *instance->api_version
+                                  ? instance->api_version
+                                  : S_META_DEFAULT_VERSION;
+        if (!s_header_safe (instance->access_token) ||
+            s_append (req->url, sizeof req->url, &len, "/") != 0 ||
+            s_append_segment (req->url, sizeof req->url, &len, version) != 0 ||
+            s_append (req->url, sizeof req->url, &len, "/") != 0 ||
+            s_append_segment (req->url, sizeof req->url, &len,
+                              instance->phone_number_id) != 0 ||
+            s_append (req->url, sizeof req->url, &len, "/messages") != 0 ||
+            s_append (req->auth, sizeof req->auth, &alen,
+                      "Authorization: Bearer %s", instance->access_token) != 0)
             return -2;
         doc = json_pack ("{s:s, s:s, s:s, s:s, s:{s:s}}", "messaging_product",
                          "whatsapp", "recipient_type", "individual", "to",
@@ -306,8 +298,8 @@ s_classify_evolution (long status, json_t *doc, rcd_gateway_outcome_t *out)
         json_t *message =
             json_object_get (json_object_get (doc, "response"), "message");
         json_t *first = json_array_get (message, 0);
-        if (json_is_object (first)
-            && json_is_false (json_object_get (first, "exists")))
+        if (json_is_object (first) &&
+            json_is_false (json_object_get (first, "exists")))
             s_set (out, RCD_GATEWAY_PERMANENT, "not_on_whatsapp");
         else if (json_is_array (first))
             s_set (out, RCD_GATEWAY_PERMANENT, "bad_request");
@@ -389,10 +381,10 @@ s_classify_meta (long status, json_t *doc, rcd_gateway_outcome_t *out)
                 break;
         }
         if (subcode)
-            s_set (out, kind, "meta_%lld_%lld", (long long) code,
-                   (long long) subcode);
+            s_set (out, kind, "meta_%lld_%lld", (long long)code,
+                   (long long)subcode);
         else
-            s_set (out, kind, "meta_%lld", (long long) code);
+            s_set (out, kind, "meta_%lld", (long long)code);
         return;
     }
     if (status >= 200 && status < 300) {
@@ -412,6 +404,59 @@ s_classify_meta (long status, json_t *doc, rcd_gateway_outcome_t *out)
     s_set (out, RCD_GATEWAY_TRANSIENT, "http_%ld", status);
     if (status == 429)
         out->throttled = true;
+}
+
+char *
+rcd_gateway_excerpt (const char *src, size_t len, size_t max)
+{
+    if (!src)
+        return NULL;
+    if (len > max)
+        len = max;
+    char *out = malloc (len + 1);
+    if (!out)
+        return NULL;
+    const unsigned char *s = (const unsigned char *)src;
+    size_t i = 0, n = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t need = c < 0x80             ? 1
+                      : (c & 0xE0) == 0xC0 ? 2
+                      : (c & 0xF0) == 0xE0 ? 3
+                      : (c & 0xF8) == 0xF0 ? 4
+                                           : 0;
+        bool ok = need > 0 && i + need <= len;
+        for (size_t k = 1; ok && k < need; k++)
+            ok = (s[i + k] & 0xC0) == 0x80;
+        if (ok && need == 2 && c < 0xC2)
+            ok = false; /* overlong */
+        if (ok && need == 3) {
+            unsigned cp = ((c & 0x0Fu) << 12) | ((s[i + 1] & 0x3Fu) << 6) |
+                          (s[i + 2] & 0x3Fu);
+            ok = cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF);
+        }
+        if (ok && need == 4) {
+            unsigned cp = ((c & 0x07u) << 18) | ((s[i + 1] & 0x3Fu) << 12) |
+                          ((s[i + 2] & 0x3Fu) << 6) | (s[i + 3] & 0x3Fu);
+            ok = cp >= 0x10000 && cp <= 0x10FFFF;
+        }
+        if (!ok) {
+            if (i + (need ? need : 1) > len && need > 1)
+                break; /* a character cut by the limit: stop before it */
+            out[n++] = '?';
+            i++;
+            continue;
+        }
+        if (c == 0) {
+            i++;
+            continue;
+        }
+        memcpy (out + n, s + i, need);
+        n += need;
+        i += need;
+    }
+    out[n] = 0;
+    return out;
 }
 
 void

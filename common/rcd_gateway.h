@@ -66,13 +66,13 @@ typedef enum {
 
 typedef struct {
     rcd_gateway_kind_t kind;
-    char reason[RCD_GATEWAY_REASON_MAX]; /* short snake_case, e.g.
+    char reason[RCD_GATEWAY_REASON_MAX];          /* short snake_case, e.g.
                                             "not_on_whatsapp", "http_503",
                                             "meta_131026" */
     char provider_message_id[RCD_GATEWAY_ID_MAX]; /* SUCCESS only */
-    char wa_id[32];        /* Meta contacts[0].wa_id, "" when absent */
-    int retry_after_s;     /* advised wait, 0 when none */
-    bool throttled;        /* the gateway throttles the whole instance */
+    char wa_id[32];    /* Meta contacts[0].wa_id, "" when absent */
+    int retry_after_s; /* advised wait, 0 when none */
+    bool throttled;    /* the gateway throttles the whole instance */
 } rcd_gateway_outcome_t;
 
 /*  Builds the send request for a text message to to_e164 ("+55..."),
@@ -81,32 +81,38 @@ typedef struct {
     URL or header too long, a missing credential: retrying will not help),
     or -1 when out of memory. */
 int
-    rcd_gateway_build_send (const rcd_gateway_instance_t *instance,
-                            const char *to_e164, const char *text,
-                            uint32_t delay_ms, rcd_gateway_request_t *req)
-        __attribute__ ((warn_unused_result));
+rcd_gateway_build_send (const rcd_gateway_instance_t *instance,
+                        const char *to_e164, const char *text,
+                        uint32_t delay_ms, rcd_gateway_request_t *req)
+    __attribute__ ((warn_unused_result));
 
 /*  Frees the request's body buffer and zeroes it. */
 void
-    rcd_gateway_request_clear (rcd_gateway_request_t *req);
+rcd_gateway_request_clear (rcd_gateway_request_t *req);
 
 /*  Classifies an answer: HTTP status and body (NUL-terminated, may be
     NULL) when error is RCD_HTTP_ERR_NONE, else the transport error.
     retry_after_s is the Retry-After header (0: none). Always fills out. */
 void
-    rcd_gateway_classify (rcd_gateway_provider_t provider, long http_status,
-                          const char *body, rcd_http_error_t error,
-                          int retry_after_s, rcd_gateway_outcome_t *out);
+rcd_gateway_classify (rcd_gateway_provider_t provider, long http_status,
+                      const char *body, rcd_http_error_t error,
+                      int retry_after_s, rcd_gateway_outcome_t *out);
+
+/*  At most max bytes of a gateway's answer (len bytes at src) as valid
+    UTF-8 for storing: invalid bytes become '?', NULs are dropped and a
+    character is never cut in half, so a gateway's garbage cannot make a
+    database write fail. NULL for NULL src or no memory. Caller frees. */
+char *
+rcd_gateway_excerpt (const char *src, size_t len, size_t max);
 
 /*  "evolution" or "meta"; parses the same (false when neither). */
 const char *
-    rcd_gateway_provider_name (rcd_gateway_provider_t provider);
+rcd_gateway_provider_name (rcd_gateway_provider_t provider);
 bool
-    rcd_gateway_provider_parse (const char *name,
-                                rcd_gateway_provider_t *provider);
+rcd_gateway_provider_parse (const char *name, rcd_gateway_provider_t *provider);
 
 /*  "success", "transient", "permanent", "instance", "unknown". */
 const char *
-    rcd_gateway_kind_name (rcd_gateway_kind_t kind);
+rcd_gateway_kind_name (rcd_gateway_kind_t kind);
 
 #endif

@@ -8,13 +8,23 @@
     cached, because a sender posts the same few header sets (one per
     gateway instance) thousands of times a second.
 
-    Event loop: libcurl's socket API on our own epoll set. libcurl tells
-    us which sockets to watch (s_on_socket) and when its next timer is due
-    (s_on_timer); we hand each ready socket back with its event bits, so
-    only the transfers on that socket run and libcurl does not poll() every
-    socket itself. (curl_multi_perform would visit all transfers and poll
-    each one on every call: four poll syscalls per message at 512 in
-    flight.)
+    Event loop: curl_multi_poll (with the caller's extra descriptors),
+    then curl_multi_perform. Measured against libcurl's socket API on an
+    epoll set (curl_multi_socket_action): at 512 requests in flight the
+    epoll loop cost ~20% more CPU per request (two epoll_ctl per request,
+    more wake-ups), so the simple loop stays.
+
+    No blind resends: libcurl resends a request by itself when a reused
+    keep-alive connection dies without any answer. That is right when the
+    peer closed the idle connection first, and a duplicate when it acted
+    on the request and then died. libcurl calls s_on_prereq before every
+    attempt to send a request; a second call for one transfer is such a
+    resend, and we abort it: the transfer fails as "reset after send"
+    (outcome unknown) instead of going out twice. (A read callback with a
+    refused rewind would do the same but makes libcurl send headers and
+    body in two writes: slower.) Idle connections are not reused
+    after S_MAX_IDLE_S, below common servers' keep-alive timeouts (Node,
+    so Evolution: 5 s), so the benign race stays rare.
 
     Telling "sent" from "not sent" when no answer came: libcurl counts the
     body bytes it wrote to the socket (CURLINFO_SIZE_UPLOAD_T) and the
@@ -22,68 +32,62 @@
     when the headers went out and every body byte did too.
 */
 #include "rcd_http.h"
-#include "rcd_log.h"
 
 #include <curl/curl.h>
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <time.h>
-#include <unistd.h>
 
 /*  Header sets cached at most; beyond that, each request builds its own
     list and frees it when done. */
-#define S_HEADER_CACHE_MAX  4096
-#define S_HEADER_BUCKETS    256
-#define S_HEADER_KEY_MAX    4096
-/*  Socket events taken from epoll per wake. */
-#define S_EPOLL_BATCH       256
+#define S_HEADER_CACHE_MAX 4096
+#define S_HEADER_BUCKETS   256
+#define S_HEADER_KEY_MAX   4096
+/*  Oldest idle connection we reuse, in seconds. */
+#define S_MAX_IDLE_S 4L
 /*  Extra descriptors a caller may add to a wait. */
-#define S_EXTRA_FDS_MAX     8
+#define S_EXTRA_FDS_MAX 8
 
 /*  One cached header list, keyed by its lines joined with '\n'. */
 typedef struct s_headers {
-    struct s_headers *next;     /* bucket chain */
-    uint64_t hash;              /* FNV-1a of key */
-    struct curl_slist *list;    /* what libcurl sends */
-    char key[];                 /* the joined lines */
+    struct s_headers *next;  /* bucket chain */
+    uint64_t hash;           /* FNV-1a of key */
+    struct curl_slist *list; /* what libcurl sends */
+    char key[];              /* the joined lines */
 } s_headers_t;
 
 /*  A transfer slot: one easy handle and its buffers, reused. */
 typedef struct s_xfer {
-    struct s_xfer *next;        /* free list or finished queue */
-    struct s_xfer *all_next;    /* every slot, for destroy */
-    CURL *easy;                 /* the handle */
-    void *user;                 /* caller's tag */
-    char *body;                 /* request body (POSTFIELDS points here) */
-    size_t body_len;            /* bytes in body */
-    size_t body_cap;            /* bytes allocated */
-    char *resp;                 /* answer body, NUL-terminated */
-    size_t resp_len;            /* bytes in resp */
-    size_t resp_cap;            /* bytes allocated */
-    bool resp_truncated;        /* answer exceeded RCD_HTTP_MAX_BODY */
+    struct s_xfer *next;            /* free list or finished queue */
+    struct s_xfer *all_next;        /* every slot, for destroy */
+    CURL *easy;                     /* the handle */
+    void *user;                     /* caller's tag */
+    char *body;                     /* request body (POSTFIELDS) */
+    size_t body_len;                /* bytes in body */
+    size_t body_cap;                /* bytes allocated */
+    int sends;                      /* attempts to send this request */
+    bool resend_refused;            /* libcurl wanted to resend: refused */
+    char *resp;                     /* answer body, NUL-terminated */
+    size_t resp_len;                /* bytes in resp */
+    size_t resp_cap;                /* bytes allocated */
+    bool resp_truncated;            /* answer exceeded RCD_HTTP_MAX_BODY */
     struct curl_slist *own_headers; /* uncached header list, freed after */
-    CURLcode code;              /* transfer result */
-    char errbuf[CURL_ERROR_SIZE]; /* libcurl's detailed error */
+    CURLcode code;                  /* transfer result */
+    char errbuf[CURL_ERROR_SIZE];   /* libcurl's detailed error */
 } s_xfer_t;
 
 struct rcd_http {
-    CURLM *multi;               /* one multi handle: connections, DNS cache */
-    int epfd;                   /* sockets libcurl asked us to watch */
-    int64_t timer_at_ms;        /* libcurl's next timeout (mono), -1: none */
-    s_xfer_t *free_list;        /* idle slots */
-    s_xfer_t *done_head;        /* finished, not yet taken */
+    CURLM *multi;        /* one multi handle: connections, DNS cache */
+    s_xfer_t *free_list; /* idle slots */
+    s_xfer_t *done_head; /* finished, not yet taken */
     s_xfer_t *done_tail;
-    s_xfer_t *returned;         /* last slot given out by next */
-    s_xfer_t *all;              /* every slot created */
-    size_t done_count;          /* slots in the finished queue */
-    size_t inflight;            /* queued and not yet returned */
-    size_t slots;               /* slots created */
+    s_xfer_t *returned;                     /* last slot given out by next */
+    s_xfer_t *all;                          /* every slot created */
+    size_t done_count;                      /* slots in the finished queue */
+    size_t inflight;                        /* queued and not yet returned */
+    size_t slots;                           /* slots created */
     s_headers_t *buckets[S_HEADER_BUCKETS]; /* header list cache */
-    size_t cached_headers;      /* entries in the cache */
+    size_t cached_headers;                  /* entries in the cache */
 };
 
 int
@@ -149,8 +153,8 @@ s_on_write (char *data, size_t size, size_t nmemb, void *arg)
         xfer->resp_truncated = true;
     }
     if (keep) {
-        if (s_reserve (&xfer->resp, &xfer->resp_cap, xfer->resp_len + keep + 1)
-            != 0)
+        if (s_reserve (&xfer->resp, &xfer->resp_cap,
+                       xfer->resp_len + keep + 1) != 0)
             return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
         memcpy (xfer->resp + xfer->resp_len, data, keep);
         xfer->resp_len += keep;
@@ -159,12 +163,29 @@ s_on_write (char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/*  libcurl is about to send the request (again, when > 1). */
+static int
+s_on_prereq (void *arg, char *primary_ip, char *local_ip, int primary_port,
+             int local_port)
+{
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    s_xfer_t *xfer = arg;
+    if (++xfer->sends > 1) {
+        xfer->resend_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
 static uint64_t
 s_fnv1a (const char *s, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char) s[i];
+        h ^= (unsigned char)s[i];
         h *= 0x100000001b3ULL;
     }
     return h;
@@ -269,7 +290,7 @@ s_xfer_take (rcd_http_t *self)
     }
     CURL *e = xfer->easy;
     curl_easy_setopt (e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt (e, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt (e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt (e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt (e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt (e, CURLOPT_WRITEFUNCTION, s_on_write);
@@ -278,6 +299,9 @@ s_xfer_take (rcd_http_t *self)
     curl_easy_setopt (e, CURLOPT_ERRORBUFFER, xfer->errbuf);
     curl_easy_setopt (e, CURLOPT_USERAGENT, "recado/0.1");
     curl_easy_setopt (e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt (e, CURLOPT_MAXAGE_CONN, S_MAX_IDLE_S);
+    curl_easy_setopt (e, CURLOPT_PREREQFUNCTION, s_on_prereq);
+    curl_easy_setopt (e, CURLOPT_PREREQDATA, xfer);
     xfer->all_next = self->all;
     self->all = xfer;
     self->slots++;
@@ -295,73 +319,17 @@ s_xfer_release (rcd_http_t *self, s_xfer_t *xfer)
     self->free_list = xfer;
 }
 
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*  libcurl: start, change or stop watching socket s. socketp remembers
-    that s is in our epoll set (an ADD on a known socket fails). */
-static int
-s_on_socket (CURL *easy, curl_socket_t s, int what, void *userp,
-             void *socketp)
-{
-    (void) easy;
-    rcd_http_t *self = userp;
-    if (what == CURL_POLL_REMOVE) {
-        /* may fail when libcurl closed s already: the kernel dropped it */
-        epoll_ctl (self->epfd, EPOLL_CTL_DEL, s, NULL);
-        curl_multi_assign (self->multi, s, NULL);
-        return 0;
-    }
-    struct epoll_event ev = {0};
-    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u)
-                | (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-    ev.data.fd = s;
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl (self->epfd, op, s, &ev) != 0 && op == EPOLL_CTL_ADD
-        && errno == EEXIST)
-        epoll_ctl (self->epfd, EPOLL_CTL_MOD, s, &ev);
-    curl_multi_assign (self->multi, s, (void *) 1);
-    return 0;
-}
-
-/*  libcurl: call us back (socket_action with CURL_SOCKET_TIMEOUT) in
-    timeout_ms; -1 cancels. */
-static int
-s_on_timer (CURLM *multi, long timeout_ms, void *userp)
-{
-    (void) multi;
-    rcd_http_t *self = userp;
-    self->timer_at_ms = timeout_ms < 0 ? -1 : s_mono_ms () + timeout_ms;
-    return 0;
-}
-
 rcd_http_t *
 rcd_http_new (int max_connections)
 {
     rcd_http_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->timer_at_ms = -1;
-    self->epfd = epoll_create1 (EPOLL_CLOEXEC);
-    if (self->epfd < 0) {
-        free (self);
-        return NULL;
-    }
     self->multi = curl_multi_init ();
     if (!self->multi) {
-        close (self->epfd);
         free (self);
         return NULL;
     }
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETFUNCTION, s_on_socket);
-    curl_multi_setopt (self->multi, CURLMOPT_SOCKETDATA, self);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERFUNCTION, s_on_timer);
-    curl_multi_setopt (self->multi, CURLMOPT_TIMERDATA, self);
     long max = max_connections > 0 ? max_connections : 64;
     /* Open connections in total, and idle ones kept for reuse. */
     curl_multi_setopt (self->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max);
@@ -385,7 +353,6 @@ rcd_http_destroy (rcd_http_t **self_p)
         xfer = next;
     }
     curl_multi_cleanup (self->multi);
-    close (self->epfd);
     for (size_t b = 0; b < S_HEADER_BUCKETS; b++) {
         s_headers_t *h = self->buckets[b];
         while (h) {
@@ -430,6 +397,8 @@ s_queue (rcd_http_t *self, bool post, const char *url,
     xfer->resp[0] = 0;
     xfer->errbuf[0] = 0;
     xfer->code = CURLE_OK;
+    xfer->sends = 0;
+    xfer->resend_refused = false;
     xfer->user = user;
 
     CURL *e = xfer->easy;
@@ -439,7 +408,7 @@ s_queue (rcd_http_t *self, bool post, const char *url,
     if (post) {
         curl_easy_setopt (e, CURLOPT_POST, 1L);
         curl_easy_setopt (e, CURLOPT_POSTFIELDSIZE_LARGE,
-                          (curl_off_t) xfer->body_len);
+                          (curl_off_t)xfer->body_len);
         curl_easy_setopt (e, CURLOPT_POSTFIELDS, xfer->body);
     }
     else
@@ -487,7 +456,7 @@ s_collect (rcd_http_t *self)
         CURL *e = msg->easy_handle;
         CURLcode code = msg->data.result;
         s_xfer_t *xfer = NULL;
-        curl_easy_getinfo (e, CURLINFO_PRIVATE, (char **) &xfer);
+        curl_easy_getinfo (e, CURLINFO_PRIVATE, (char **)&xfer);
         curl_multi_remove_handle (self->multi, e); /* msg is invalid now */
         xfer->code = code;
         xfer->next = NULL;
@@ -504,53 +473,24 @@ int
 rcd_http_perform_fds (rcd_http_t *self, const int *fds, int nfds,
                       int timeout_ms)
 {
+    struct curl_waitfd extra[S_EXTRA_FDS_MAX];
     if (nfds > S_EXTRA_FDS_MAX)
         nfds = S_EXTRA_FDS_MAX;
-    int64_t now = s_mono_ms ();
-    int wait = self->done_head ? 0 : timeout_ms;
-    if (self->timer_at_ms >= 0 && self->timer_at_ms - now < wait)
-        wait = self->timer_at_ms > now ? (int) (self->timer_at_ms - now) : 0;
-    if (wait < 0)
-        wait = 0;
-    /* One poll over the epoll set and the caller's descriptors. */
-    struct pollfd pfd[1 + S_EXTRA_FDS_MAX];
-    pfd[0].fd = self->epfd;
-    pfd[0].events = POLLIN;
-    pfd[0].revents = 0;
     for (int i = 0; i < nfds; i++) {
-        pfd[1 + i].fd = fds[i];
-        pfd[1 + i].events = POLLIN;
-        pfd[1 + i].revents = 0;
+        extra[i].fd = fds[i];
+        extra[i].events = CURL_WAIT_POLLIN;
+        extra[i].revents = 0;
     }
-    if (poll (pfd, (nfds_t) (1 + nfds), wait) < 0 && errno != EINTR)
+    /* Finished results waiting: report them without sleeping. */
+    if (timeout_ms > 0 && !self->done_head &&
+        curl_multi_poll (self->multi, nfds ? extra : NULL, (unsigned)nfds,
+                         timeout_ms, NULL) != CURLM_OK)
         return -1;
     int running = 0;
-    if (pfd[0].revents & POLLIN) {
-        struct epoll_event events[S_EPOLL_BATCH];
-        int n = epoll_wait (self->epfd, events, S_EPOLL_BATCH, 0);
-        for (int i = 0; i < n; i++) {
-            int mask = 0;
-            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP))
-                mask |= CURL_CSELECT_IN;
-            if (events[i].events & EPOLLOUT)
-                mask |= CURL_CSELECT_OUT;
-            if (events[i].events & EPOLLERR)
-                mask |= CURL_CSELECT_ERR;
-            /* a socket closed earlier in this batch is unknown to
-               libcurl by now: it answers CURLM_BAD_SOCKET, harmless */
-            curl_multi_socket_action (self->multi, events[i].data.fd, mask,
-                                      &running);
-        }
-    }
-    if (self->timer_at_ms >= 0 && s_mono_ms () >= self->timer_at_ms) {
-        self->timer_at_ms = -1;
-        if (curl_multi_socket_action (self->multi, CURL_SOCKET_TIMEOUT, 0,
-                                      &running)
-            != CURLM_OK)
-            return -1;
-    }
+    if (curl_multi_perform (self->multi, &running) != CURLM_OK)
+        return -1;
     s_collect (self);
-    return (int) self->done_count;
+    return (int)self->done_count;
 }
 
 int
@@ -568,7 +508,8 @@ s_error_kind (s_xfer_t *xfer)
     long header_bytes = 0;
     curl_easy_getinfo (e, CURLINFO_SIZE_UPLOAD_T, &uploaded);
     curl_easy_getinfo (e, CURLINFO_REQUEST_SIZE, &header_bytes);
-    bool sent = header_bytes > 0 && uploaded >= (curl_off_t) xfer->body_len;
+    bool sent = xfer->resend_refused ||
+                (header_bytes > 0 && uploaded >= (curl_off_t)xfer->body_len);
     switch (xfer->code) {
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_COULDNT_RESOLVE_PROXY:
@@ -580,6 +521,7 @@ s_error_kind (s_xfer_t *xfer)
         case CURLE_OPERATION_TIMEDOUT:
             return sent ? RCD_HTTP_ERR_TIMEOUT_AFTER_SEND
                         : RCD_HTTP_ERR_TIMEOUT_BEFORE_SEND;
+        case CURLE_ABORTED_BY_CALLBACK: /* a resend we refused */
         case CURLE_SEND_ERROR:
         case CURLE_RECV_ERROR:
         case CURLE_GOT_NOTHING:
@@ -618,14 +560,13 @@ rcd_http_next (rcd_http_t *self, rcd_http_result_t *res)
     res->body_truncated = xfer->resp_truncated;
     curl_off_t total_us = 0;
     curl_easy_getinfo (xfer->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-    res->total_us = (int64_t) total_us;
+    res->total_us = (int64_t)total_us;
     if (xfer->code == CURLE_OK) {
         curl_easy_getinfo (xfer->easy, CURLINFO_RESPONSE_CODE, &res->status);
         curl_off_t retry_after = 0;
         curl_easy_getinfo (xfer->easy, CURLINFO_RETRY_AFTER, &retry_after);
-        res->retry_after_s = retry_after > 0 && retry_after < INT32_MAX
-                                 ? (int) retry_after
-                                 : 0;
+        res->retry_after_s =
+            retry_after > 0 && retry_after < INT32_MAX ? (int)retry_after : 0;
         res->error = RCD_HTTP_ERR_NONE;
         res->error_text = "";
     }

@@ -1,0 +1,1184 @@
+/*  rcd_sender_server.c - the sender actor.
+
+    Contract
+      in   PULL  dispatch_endpoint (connected)  proto "dispatch": one
+                 claimed message (id, attempt, lease_until_ms, tenant,
+                 instance, to, text, delay_ms). Receive HWM dispatch_hwm.
+      out  HTTP  the gateways (Evolution API v2, Meta Cloud API) through
+                 rcd_http: up to max_inflight requests at once over
+                 keep-alive connections.
+      out  PUB   events_endpoint: heartbeat every second (state active or
+                 draining) and events
+                   (counters summed over the last second, published with
+                   the heartbeat, and at DRAINED and exit)
+                   message.sent / message.retry / message.failed /
+                   message.unknown   messages written with that outcome
+                   message.released  dispatches handed back on DRAIN
+                   send.latency_us   count = requests, value = summed us
+                   outcome.stale     results the fence rejected
+                   frame.malformed   undecodable or unexpected frames
+                   dispatch.expired  dispatches dropped, lease (nearly) over
+                   (per flush)
+                   instance.failure  detail "instance=<id> reason=<r>":
+                                     auth/unknown/blocked; its circuit
+                                     should open (not done here yet)
+                   instance.throttled detail as above: gateway throttle
+                   outcome.flush_failed  a flush failed; it will be retried
+      db   reads instances (cache by id: one query on a miss, refreshed
+           every instance_refresh_s); writes outcomes in batches.
+
+    Flow: a dispatch whose lease ends within lease_margin_ms is dropped
+    unsent (recovery re-queues it). Otherwise its instance is looked up
+    (missing or disabled: transient failure), the request is built and
+    queued. While max_inflight requests are out, or a full batch of
+    outcomes is waiting to be written, the dispatch socket is not read:
+    back-pressure reaches the scheduler through the high-water marks.
+    Outcomes are buffered and written when batch_max are waiting or
+    batch_wait_ms after the first: one transaction per flush, one
+    statement per outcome kind (unnest arrays), each fenced by
+    (tenant_id, id, attempts, status 'sending') and writing
+    message_history (and dead_letters) in the same statement. No
+    transaction is ever open while a request is in flight.
+
+      success    -> sent, provider_message_id, sent_at
+      transient  -> pending, send_at = now + backoff (full jitter from
+                    retry_base_ms doubling to retry_cap_ms, or the advised
+                    Retry-After), unless attempts >= max_attempts: failed
+                    + dead letter
+      permanent, instance -> failed + dead letter (gateway answer, 2 KiB)
+      unknown    -> unknown (awaits reconciliation; never resent blindly)
+
+    When the database is down a flush fails; the outcomes are kept and
+    the flush retried with capped backoff, and nothing more is read from
+    the dispatch socket meanwhile. Window: if leases run out before the
+    flush succeeds, recovery re-queues those rows and another attempt may
+    send a message the gateway already accepted; the late flush is then
+    rejected by the fence (counted as outcome.stale). The same window
+    opens when the process dies between a gateway's answer and the flush
+    (at most batch_wait_ms plus one commit in normal operation).
+
+    Shutdown: DRAIN takes the dispatches already queued on our socket and
+    hands them back (pending again, their attempt refunded through
+    max_attempts), disconnects from the scheduler, finishes the requests
+    in flight, flushes, then answers DRAINED. Frames still travelling
+    (scheduler and TCP buffers) stay leased until recovery. $TERM exits
+    at once after one last flush attempt; requests still in flight are
+    abandoned (their rows stay 'sending' until their lease expires).
+    Exit codes are main's: 0 clean, 1 FATAL (bad endpoint at start), 78
+    bad config.
+*/
+#include "rcd_sender_server.h"
+#include "rcd_clock.h"
+#include "rcd_db.h"
+#include "rcd_events.h"
+#include "rcd_gateway.h"
+#include "rcd_http.h"
+#include "rcd_log.h"
+#include "rcd_proto.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_TYPE rcd_sender_config_t
+const rcd_config_spec_t rcd_sender_config_specs[] = {
+    RCD_CONFIG_DATABASE_URL (S_TYPE, database_url),
+    RCD_CONFIG_STR ("dispatch_endpoint", S_TYPE, dispatch_endpoint,
+                    "tcp://127.0.0.1:9094",
+                    "scheduler's dispatch endpoint (we connect PULL)"),
+    RCD_CONFIG_STR ("events_endpoint", S_TYPE, events_endpoint,
+                    "tcp://127.0.0.1:9092", "monitor events endpoint"),
+    RCD_CONFIG_INT ("dispatch_hwm", S_TYPE, dispatch_hwm, "100", 1, 100000,
+                    "dispatch socket receive high-water mark"),
+    RCD_CONFIG_INT ("max_inflight", S_TYPE, max_inflight, "512", 1, 65536,
+                    "gateway requests in flight at once"),
+    RCD_CONFIG_INT ("batch_max", S_TYPE, batch_max, "500", 1, 10000,
+                    "outcomes written per database flush"),
+    RCD_CONFIG_INT ("batch_wait_ms", S_TYPE, batch_wait_ms, "5", 0, 10000,
+                    "longest an outcome waits to be written"),
+    RCD_CONFIG_INT ("connect_timeout_ms", S_TYPE, connect_timeout_ms, "5000",
+                    50, 600000, "gateway connect timeout"),
+    RCD_CONFIG_INT ("request_timeout_ms", S_TYPE, request_timeout_ms, "30000",
+                    100, 3600000,
+                    "gateway request timeout (plus the typing delay)"),
+    RCD_CONFIG_INT ("retry_base_ms", S_TYPE, retry_base_ms, "1000", 1, 86400000,
+                    "backoff ceiling of the first retry"),
+    RCD_CONFIG_INT ("retry_cap_ms", S_TYPE, retry_cap_ms, "300000", 1, 86400000,
+                    "largest retry backoff"),
+    RCD_CONFIG_INT ("lease_margin_ms", S_TYPE, lease_margin_ms, "1000", 0,
+                    600000, "drop a dispatch with less lease left than this"),
+    RCD_CONFIG_INT ("instance_refresh_s", S_TYPE, instance_refresh_s, "10", 1,
+                    86400, "instance cache refresh period"),
+    RCD_CONFIG_INT ("drain_timeout_ms", S_TYPE, drain_timeout_ms, "20000", 0,
+                    600000, "time allowed to drain on SIGTERM"),
+    RCD_CONFIG_END};
+#undef S_TYPE
+
+#define S_INSTANCE_BUCKETS  256
+#define S_ANSWER_MAX        2048 /* gateway answer kept in dead letters */
+#define S_UNKNOWN_DETAIL    512  /* gateway answer kept in history */
+#define S_FLUSH_BACKOFF_MIN 100
+#define S_FLUSH_BACKOFF_MAX 5000
+#define S_RETRY_AFTER_MAX_S 3600
+
+/*  --------------------------------------------------------------------
+    SQL: one statement per outcome kind, each fenced and writing its own
+    history (and dead letters). Parameters are array literals. */
+
+static const char *s_sql_instances =
+    "SELECT id, tenant_id, name, provider, base_url, api_key, access_token,"
+    "       phone_number_id, api_version, enabled"
+    "  FROM instances WHERE id = ANY($1::bigint[])";
+
+#define S_FENCE                                                                \
+    " WHERE m.tenant_id = v.tenant_id AND m.id = v.id"                         \
+    "   AND m.attempts = v.attempt AND m.status = 'sending'"
+
+static const char *s_sql_sent =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+    "                                $4::text[], $5::text[])"
+    "             AS v (id, tenant_id, attempt, pmid, detail)),"
+    " u AS (UPDATE messages m"
+    "          SET status = 'sent', provider_message_id = v.pmid,"
+    "              sent_at = now(), lease_until = NULL, last_error = NULL,"
+    "              updated_at = now()"
+    "         FROM v" S_FENCE "       RETURNING m.id, m.tenant_id, v.detail),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'sent', detail FROM u)"
+    "SELECT count(*) FROM u";
+
+static const char *s_sql_retry =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+    "                                $4::bigint[], $5::text[], $6::text[])"
+    "             AS v (id, tenant_id, attempt, retry_ms, reason, answer)),"
+    " u AS (UPDATE messages m"
+    "          SET status = CASE WHEN m.attempts >= m.max_attempts"
+    "                            THEN 'failed' ELSE 'pending' END,"
+    "              send_at = CASE WHEN m.attempts >= m.max_attempts"
+    "                             THEN m.send_at"
+    "                             ELSE now() + v.retry_ms"
+    "                                          * interval '1 millisecond'"
+    "                        END,"
+    "              lease_until = NULL, last_error = v.reason,"
+    "              updated_at = now()"
+    "         FROM v" S_FENCE
+    "       RETURNING m.id, m.tenant_id, m.status, m.attempts, v.reason,"
+    "                 v.answer, v.retry_ms),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, status,"
+    "              CASE WHEN status = 'failed'"
+    "                   THEN 'attempts exhausted: ' || reason"
+    "                   ELSE reason || ', retry in ' || retry_ms || ' ms'"
+    "              END FROM u),"
+    " d AS (INSERT INTO dead_letters (tenant_id, message_id, reason,"
+    "                                 attempts, gateway_answer)"
+    "       SELECT tenant_id, id, 'attempts_exhausted: ' || reason,"
+    "              attempts, answer FROM u WHERE status = 'failed')"
+    "SELECT count(*) FILTER (WHERE status = 'pending'),"
+    "       count(*) FILTER (WHERE status = 'failed') FROM u";
+
+static const char *s_sql_failed =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+    "                                $4::text[], $5::text[])"
+    "             AS v (id, tenant_id, attempt, reason, answer)),"
+    " u AS (UPDATE messages m"
+    "          SET status = 'failed', lease_until = NULL,"
+    "              last_error = v.reason, updated_at = now()"
+    "         FROM v" S_FENCE
+    "       RETURNING m.id, m.tenant_id, m.attempts, v.reason, v.answer),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'failed', reason FROM u),"
+    " d AS (INSERT INTO dead_letters (tenant_id, message_id, reason,"
+    "                                 attempts, gateway_answer)"
+    "       SELECT tenant_id, id, reason, attempts, answer FROM u)"
+    "SELECT count(*) FROM u";
+
+static const char *s_sql_unknown =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+    "                                $4::text[], $5::text[])"
+    "             AS v (id, tenant_id, attempt, reason, answer)),"
+    " u AS (UPDATE messages m"
+    "          SET status = 'unknown', lease_until = NULL,"
+    "              last_error = v.reason, updated_at = now()"
+    "         FROM v" S_FENCE
+    "       RETURNING m.id, m.tenant_id, v.reason, v.answer),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'unknown',"
+    "              reason || coalesce(': ' || answer, '') FROM u)"
+    "SELECT count(*) FROM u";
+
+/*  A dispatch handed back unsent on DRAIN: attempts is the fencing token
+    and only grows, so the wasted attempt is refunded via max_attempts. */
+static const char *s_sql_release =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[])"
+    "             AS v (id, tenant_id, attempt)),"
+    " u AS (UPDATE messages m"
+    "          SET status = 'pending', lease_until = NULL,"
+    "              max_attempts = m.max_attempts + 1, updated_at = now()"
+    "         FROM v" S_FENCE "       RETURNING m.id, m.tenant_id),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'pending', 'released unsent by a"
+    " draining sender' FROM u)"
+    "SELECT count(*) FROM u";
+
+/*  --------------------------------------------------------------------
+    State */
+
+/*  Outcome kinds as written: the gateway's, plus a release on DRAIN. */
+typedef enum {
+    S_OUT_SENT = 0,
+    S_OUT_RETRY,  /* transient */
+    S_OUT_FAILED, /* permanent or instance */
+    S_OUT_UNKNOWN,
+    S_OUT_RELEASE,
+    S_OUT_KINDS
+} s_out_kind_t;
+
+/*  One instances row, cached by id. */
+typedef struct s_instance {
+    struct s_instance *next; /* bucket chain */
+    int64_t id;
+    int64_t tenant_id;
+    bool found; /* false: no such row (negative entry) */
+    bool enabled;
+    char *strings;             /* one block holding gw's strings */
+    rcd_gateway_instance_t gw; /* points into strings */
+} s_instance_t;
+
+/*  A request in flight. */
+typedef struct {
+    int64_t id;
+    int64_t tenant_id;
+    int64_t instance_id;
+    uint32_t attempt;
+    rcd_gateway_provider_t provider;
+    char digits[24]; /* recipient without '+', for wa_id */
+    int next_free;   /* free list link, -1 ends */
+} s_job_t;
+
+/*  One outcome waiting to be written. */
+typedef struct {
+    s_out_kind_t kind;
+    int64_t id;
+    int64_t tenant_id;
+    int64_t instance_id;
+    uint32_t attempt;
+    int64_t retry_ms;           /* S_OUT_RETRY: backoff */
+    int64_t latency_us;         /* request time, -1: no request made */
+    rcd_gateway_kind_t gw_kind; /* the gateway's verdict */
+    bool throttled;             /* the gateway throttles the instance */
+    char reason[RCD_GATEWAY_REASON_MAX];
+    char pmid[RCD_GATEWAY_ID_MAX];
+    char *detail; /* history detail (sent) or gateway
+                                    answer (others); owned, may be NULL */
+} s_outcome_t;
+
+typedef struct {
+    zsock_t *pipe; /* actor pipe */
+    zsock_t *pull; /* dispatches */
+    const rcd_sender_config_t *cfg;
+    rcd_events_t *events;
+    rcd_db_t *db;
+    rcd_http_t *http;
+    rcd_gateway_request_t req; /* reused for every request */
+
+    s_instance_t *instances[S_INSTANCE_BUCKETS];
+    int64_t refresh_at_ms; /* next instance cache refresh (mono) */
+
+    s_job_t *jobs; /* max_inflight slots */
+    int free_job;  /* head of the free list */
+    size_t jobs_busy;
+
+    s_outcome_t *out; /* batch_max + max_inflight slots */
+    size_t nout;
+    size_t out_cap;
+    int64_t first_out_ms;      /* mono time of the oldest buffered */
+    int64_t flush_retry_at_ms; /* after a failed flush (mono), 0: none */
+    int flush_backoff_ms;
+
+    int64_t heartbeat_at_ms; /* next heartbeat (mono) */
+    uint64_t rng;            /* xorshift state for jitter */
+    bool pull_connected;
+    bool draining;   /* DRAIN received */
+    bool drained;    /* DRAINED sent */
+    bool terminated; /* $TERM received */
+
+    /* counters published once a second (s_self_emit_counters) */
+    uint64_t malformed;
+    uint64_t expired;
+    uint64_t n_sent, n_retry, n_failed, n_unknown, n_released, n_stale;
+    uint64_t n_requests;    /* send.latency_us count */
+    int64_t latency_sum_us; /* send.latency_us value */
+    /* totals, logged at exit */
+    uint64_t total_sent, total_retry, total_failed, total_unknown;
+    uint64_t total_stale, total_released;
+} self_t;
+
+/*  --------------------------------------------------------------------
+    Small helpers */
+
+static uint64_t
+s_self_random (self_t *self)
+{
+    uint64_t x = self->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    self->rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/*  Exponential backoff with full jitter (uniform in [0, ceiling]), or the
+    gateway's advice when it gave one. */
+static int64_t
+s_self_backoff_ms (self_t *self, uint32_t attempt, int retry_after_s)
+{
+    if (retry_after_s > 0) {
+        if (retry_after_s > S_RETRY_AFTER_MAX_S)
+            retry_after_s = S_RETRY_AFTER_MAX_S;
+        return (int64_t)retry_after_s * 1000;
+    }
+    int64_t ceiling = self->cfg->retry_base_ms;
+    for (uint32_t i = 1; i < attempt && ceiling < self->cfg->retry_cap_ms; i++)
+        ceiling *= 2;
+    if (ceiling > self->cfg->retry_cap_ms)
+        ceiling = self->cfg->retry_cap_ms;
+    return (int64_t)(s_self_random (self) % (uint64_t)(ceiling + 1));
+}
+
+/*  --------------------------------------------------------------------
+    Instance cache */
+
+static void
+s_instance_destroy (s_instance_t **inst_p)
+{
+    s_instance_t *inst = *inst_p;
+    if (!inst)
+        return;
+    free (inst->strings);
+    free (inst);
+    *inst_p = NULL;
+}
+
+static s_instance_t *
+s_self_instance_find (self_t *self, int64_t id)
+{
+    for (s_instance_t *i = self->instances[(uint64_t)id % S_INSTANCE_BUCKETS];
+         i; i = i->next)
+        if (i->id == id)
+            return i;
+    return NULL;
+}
+
+static s_instance_t *
+s_self_instance_add (self_t *self, int64_t id)
+{
+    s_instance_t *inst = calloc (1, sizeof *inst);
+    if (!inst)
+        return NULL;
+    inst->id = id;
+    s_instance_t **bucket = &self->instances[(uint64_t)id % S_INSTANCE_BUCKETS];
+    inst->next = *bucket;
+    *bucket = inst;
+    return inst;
+}
+
+/*  Fills an entry from one row of s_sql_instances. */
+static int
+s_instance_set (s_instance_t *inst, rcd_db_res_t *res, int row)
+{
+    const char *cols[7];
+    size_t total = 0;
+    for (int c = 0; c < 7; c++) {
+        cols[c] = rcd_db_res_value (res, row, 2 + c);
+        total += (cols[c] ? strlen (cols[c]) : 0) + 1;
+    }
+    rcd_gateway_provider_t provider;
+    if (!rcd_gateway_provider_parse (cols[1], &provider))
+        return -1;
+    char *strings = malloc (total);
+    if (!strings)
+        return -1;
+    const char *ptrs[7];
+    char *p = strings;
+    for (int c = 0; c < 7; c++) {
+        size_t n = cols[c] ? strlen (cols[c]) : 0;
+        memcpy (p, cols[c] ? cols[c] : "", n + 1);
+        ptrs[c] = cols[c] ? p : NULL;
+        p += n + 1;
+    }
+    free (inst->strings);
+    inst->strings = strings;
+    inst->tenant_id = rcd_db_res_int64 (res, row, 1);
+    const char *enabled = rcd_db_res_value (res, row, 9);
+    inst->enabled = enabled && enabled[0] == 't';
+    inst->found = true;
+    inst->gw = (rcd_gateway_instance_t){
+        .provider = provider,
+        .name = ptrs[0],
+        .base_url = ptrs[2],
+        .api_key = ptrs[3],
+        .access_token = ptrs[4],
+        .phone_number_id = ptrs[5],
+        .api_version = ptrs[6],
+    };
+    return 0;
+}
+
+/*  Loads the given instance ids in one query; ids without a row become
+    negative entries. Returns 0 or -1 (database unavailable). */
+static int
+s_self_instances_load (self_t *self, const int64_t *ids, size_t count)
+{
+    char *array = rcd_db_int64_array (ids, count);
+    if (!array)
+        return -1;
+    const char *params[] = {array};
+    rcd_db_res_t *res = NULL;
+    int rc = rcd_db_run (self->db, "sender_instances", 1, params, &res);
+    free (array);
+    if (rc != 0) {
+        rcd_log_warn ("instance lookup failed", "{s:s}", "error",
+                      rcd_db_error (self->db));
+        return -1;
+    }
+    for (size_t k = 0; k < count; k++) {
+        s_instance_t *inst = s_self_instance_find (self, ids[k]);
+        if (!inst)
+            inst = s_self_instance_add (self, ids[k]);
+        if (inst)
+            inst->found = false; /* until a row says otherwise */
+    }
+    for (int row = 0; row < rcd_db_res_rows (res); row++) {
+        s_instance_t *inst =
+            s_self_instance_find (self, rcd_db_res_int64 (res, row, 0));
+        if (inst && s_instance_set (inst, res, row) != 0)
+            rcd_log_warn ("instance unusable", "{s:I}", "instance_id",
+                          (json_int_t)inst->id);
+    }
+    rcd_db_res_destroy (&res);
+    return 0;
+}
+
+/*  The cached instance, loading it on a miss. NULL when the database
+    could not be asked. */
+static s_instance_t *
+s_self_instance (self_t *self, int64_t id)
+{
+    s_instance_t *inst = s_self_instance_find (self, id);
+    if (inst)
+        return inst;
+    if (s_self_instances_load (self, &id, 1) != 0)
+        return NULL;
+    return s_self_instance_find (self, id);
+}
+
+/*  Re-reads every cached instance (credentials, enabled) in one query. */
+static void
+s_self_instances_refresh (self_t *self)
+{
+    size_t count = 0;
+    for (size_t b = 0; b < S_INSTANCE_BUCKETS; b++)
+        for (s_instance_t *i = self->instances[b]; i; i = i->next)
+            count++;
+    if (count == 0)
+        return;
+    int64_t *ids = malloc (count * sizeof *ids);
+    if (!ids)
+        return;
+    size_t n = 0;
+    for (size_t b = 0; b < S_INSTANCE_BUCKETS; b++)
+        for (s_instance_t *i = self->instances[b]; i; i = i->next)
+            ids[n++] = i->id;
+    (void)s_self_instances_load (self, ids, n);
+    free (ids);
+}
+
+/*  --------------------------------------------------------------------
+    Outcomes */
+
+/*  Takes the next outcome slot. The buffer is sized so it cannot
+    overflow: we admit a dispatch only while nout < batch_max and fewer
+    than max_inflight are in flight, and each yields one outcome. */
+static s_outcome_t *
+s_self_outcome (self_t *self, s_out_kind_t kind, int64_t id, int64_t tenant_id,
+                int64_t instance_id, uint32_t attempt, const char *reason)
+{
+    assert (self->nout < self->out_cap);
+    if (self->nout == 0)
+        self->first_out_ms = rcd_clock_mono_ms ();
+    s_outcome_t *o = &self->out[self->nout++];
+    memset (o, 0, sizeof *o);
+    o->kind = kind;
+    o->id = id;
+    o->tenant_id = tenant_id;
+    o->instance_id = instance_id;
+    o->attempt = attempt;
+    o->latency_us = -1;
+    snprintf (o->reason, sizeof o->reason, "%s", reason ? reason : "");
+    return o;
+}
+
+/*  A transient failure decided before any request was made. */
+static void
+s_self_fail_transient (self_t *self, const rcd_dispatch_t *d,
+                       const char *reason)
+{
+    s_outcome_t *o = s_self_outcome (
+        self, S_OUT_RETRY, (int64_t)d->id, (int64_t)d->tenant_id,
+        (int64_t)d->instance_id, d->attempt, reason);
+    o->gw_kind = RCD_GATEWAY_TRANSIENT;
+    o->retry_ms = s_self_backoff_ms (self, d->attempt, 0);
+}
+
+static void
+s_self_fail_permanent (self_t *self, const rcd_dispatch_t *d,
+                       const char *reason)
+{
+    s_outcome_t *o = s_self_outcome (
+        self, S_OUT_FAILED, (int64_t)d->id, (int64_t)d->tenant_id,
+        (int64_t)d->instance_id, d->attempt, reason);
+    o->gw_kind = RCD_GATEWAY_PERMANENT;
+}
+
+/*  Builds the parameter arrays of one kind and runs its statement.
+    Returns rows changed (first column) or -1. */
+static int64_t
+s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
+{
+    static const char *names[S_OUT_KINDS] = {"sender_sent", "sender_retry",
+                                             "sender_failed", "sender_unknown",
+                                             "sender_release"};
+    size_t count = 0;
+    for (size_t i = 0; i < self->nout; i++)
+        count += self->out[i].kind == kind;
+    if (count == 0)
+        return 0;
+    int64_t *ids = malloc (count * sizeof *ids);
+    int64_t *tenants = malloc (count * sizeof *tenants);
+    int64_t *attempts = malloc (count * sizeof *attempts);
+    int64_t *retry = malloc (count * sizeof *retry);
+    char *a_ids = NULL, *a_tenants = NULL, *a_attempts = NULL, *a_retry = NULL;
+    char *t1 = NULL, *t2 = NULL;
+    size_t t1_len = 0, t1_cap = 0, t2_len = 0, t2_cap = 0;
+    int64_t rc = -1;
+    if (!ids || !tenants || !attempts || !retry)
+        goto cleanup;
+    size_t n = 0;
+    for (size_t i = 0; i < self->nout; i++) {
+        const s_outcome_t *o = &self->out[i];
+        if (o->kind != kind)
+            continue;
+        ids[n] = o->id;
+        tenants[n] = o->tenant_id;
+        attempts[n] = o->attempt;
+        retry[n] = o->retry_ms;
+        n++;
+        int e = 0;
+        if (kind == S_OUT_SENT) {
+            e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->pmid);
+            e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
+        }
+        else if (kind != S_OUT_RELEASE) {
+            e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->reason);
+            e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
+        }
+        if (e)
+            goto cleanup;
+    }
+    a_ids = rcd_db_int64_array (ids, n);
+    a_tenants = rcd_db_int64_array (tenants, n);
+    a_attempts = rcd_db_int64_array (attempts, n);
+    a_retry = rcd_db_int64_array (retry, n);
+    if (!a_ids || !a_tenants || !a_attempts || !a_retry)
+        goto cleanup;
+    const char *params[6] = {a_ids, a_tenants, a_attempts};
+    int nparams = 3;
+    if (kind == S_OUT_RETRY) {
+        params[nparams++] = a_retry;
+        params[nparams++] = t1;
+        params[nparams++] = t2;
+    }
+    else if (kind != S_OUT_RELEASE) {
+        params[nparams++] = t1;
+        params[nparams++] = t2;
+    }
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (self->db, names[kind], nparams, params, &res) == 0) {
+        rc = rcd_db_res_int64 (res, 0, 0);
+        if (second)
+            *second =
+                rcd_db_res_cols (res) > 1 ? rcd_db_res_int64 (res, 0, 1) : 0;
+        rcd_db_res_destroy (&res);
+    }
+cleanup:
+    free (ids);
+    free (tenants);
+    free (attempts);
+    free (retry);
+    free (a_ids);
+    free (a_tenants);
+    free (a_attempts);
+    free (a_retry);
+    free (t1);
+    free (t2);
+    return rc;
+}
+
+/*  Per-instance news of one flush: failures and throttles, one event
+    each rather than one per message. */
+static void
+s_self_emit_instance_events (self_t *self)
+{
+    for (size_t i = 0; i < self->nout; i++) {
+        const s_outcome_t *o = &self->out[i];
+        const char *kind = o->gw_kind == RCD_GATEWAY_INSTANCE
+                               ? "instance.failure"
+                           : o->throttled ? "instance.throttled"
+                                          : NULL;
+        if (!kind)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = self->out[j].instance_id == o->instance_id &&
+                   self->out[j].gw_kind == o->gw_kind &&
+                   self->out[j].throttled == o->throttled &&
+                   strcmp (self->out[j].reason, o->reason) == 0;
+        if (seen)
+            continue;
+        uint64_t count = 0;
+        for (size_t j = i; j < self->nout; j++)
+            count += self->out[j].instance_id == o->instance_id &&
+                     self->out[j].gw_kind == o->gw_kind &&
+                     self->out[j].throttled == o->throttled &&
+                     strcmp (self->out[j].reason, o->reason) == 0;
+        char detail[128];
+        snprintf (detail, sizeof detail, "instance=%lld reason=%s",
+                  (long long)o->instance_id, o->reason);
+        rcd_events_emit (self->events, kind, count, (uint64_t)o->tenant_id,
+                         o->instance_id, detail);
+        if (o->gw_kind == RCD_GATEWAY_INSTANCE)
+            rcd_log_warn ("instance failing", "{s:I, s:s, s:I}", "instance_id",
+                          (json_int_t)o->instance_id, "reason", o->reason,
+                          "count", (json_int_t)count);
+    }
+}
+
+/*  Writes every buffered outcome in one transaction. On failure keeps
+    them all and schedules a retry; returns 0 or -1. */
+static int
+s_self_flush (self_t *self)
+{
+    if (self->nout == 0)
+        return 0;
+    size_t per_kind[S_OUT_KINDS] = {0};
+    int kinds = 0;
+    for (size_t i = 0; i < self->nout; i++)
+        if (per_kind[self->out[i].kind]++ == 0)
+            kinds++;
+    /* One statement is atomic on its own: skip BEGIN/COMMIT round trips
+       in the common case of a batch of a single kind. */
+    bool tx = kinds > 1;
+    int64_t changed[S_OUT_KINDS] = {0};
+    int64_t exhausted = 0;
+    if (tx && rcd_db_begin (self->db) != 0)
+        goto failed;
+    for (int k = 0; k < S_OUT_KINDS; k++) {
+        if (!per_kind[k])
+            continue;
+        changed[k] = s_self_flush_kind (self, (s_out_kind_t)k,
+                                        k == S_OUT_RETRY ? &exhausted : NULL);
+        if (changed[k] < 0)
+            goto failed;
+    }
+    if (tx && rcd_db_commit (self->db) != 0)
+        goto failed;
+
+    /* Committed: account for it. */
+    int64_t retried = changed[S_OUT_RETRY];
+    int64_t failed = changed[S_OUT_FAILED] + exhausted;
+    int64_t written = changed[S_OUT_SENT] + retried + exhausted +
+                      changed[S_OUT_FAILED] + changed[S_OUT_UNKNOWN] +
+                      changed[S_OUT_RELEASE];
+    int64_t stale = (int64_t)self->nout - written;
+    uint64_t requests = 0;
+    int64_t latency_sum = 0;
+    for (size_t i = 0; i < self->nout; i++)
+        if (self->out[i].latency_us >= 0) {
+            requests++;
+            latency_sum += self->out[i].latency_us;
+        }
+    self->n_sent += (uint64_t)changed[S_OUT_SENT];
+    self->n_retry += (uint64_t)retried;
+    self->n_failed += (uint64_t)failed;
+    self->n_unknown += (uint64_t)changed[S_OUT_UNKNOWN];
+    self->n_released += (uint64_t)changed[S_OUT_RELEASE];
+    if (stale > 0) {
+        self->n_stale += (uint64_t)stale;
+        rcd_log_info ("stale outcomes ignored", "{s:I}", "count",
+                      (json_int_t)stale);
+    }
+    self->n_requests += requests;
+    self->latency_sum_us += latency_sum;
+    s_self_emit_instance_events (self);
+    self->total_sent += (uint64_t)changed[S_OUT_SENT];
+    self->total_retry += (uint64_t)retried;
+    self->total_failed += (uint64_t)failed;
+    self->total_unknown += (uint64_t)changed[S_OUT_UNKNOWN];
+    self->total_released += (uint64_t)changed[S_OUT_RELEASE];
+    self->total_stale += stale > 0 ? (uint64_t)stale : 0;
+    for (size_t i = 0; i < self->nout; i++)
+        free (self->out[i].detail);
+    self->nout = 0;
+    self->flush_retry_at_ms = 0;
+    self->flush_backoff_ms = S_FLUSH_BACKOFF_MIN;
+    return 0;
+
+failed:
+    rcd_db_rollback (self->db);
+    rcd_log_warn ("outcome flush failed", "{s:s, s:I, s:i}", "error",
+                  rcd_db_error (self->db), "outcomes", (json_int_t)self->nout,
+                  "retry_ms", self->flush_backoff_ms);
+    rcd_events_emit (self->events, "outcome.flush_failed", self->nout, 0, 0,
+                     NULL);
+    self->flush_retry_at_ms = rcd_clock_mono_ms () + self->flush_backoff_ms;
+    self->flush_backoff_ms *= 2;
+    if (self->flush_backoff_ms > S_FLUSH_BACKOFF_MAX)
+        self->flush_backoff_ms = S_FLUSH_BACKOFF_MAX;
+    return -1;
+}
+
+/*  --------------------------------------------------------------------
+    Dispatches and requests */
+
+/*  True while we take more work from the dispatch socket. Not while a
+    flush is failing: every send we could not record widens the window
+    in which recovery may send a message twice. */
+static bool
+s_self_admitting (self_t *self)
+{
+    return !self->draining && self->pull_connected &&
+           self->flush_retry_at_ms == 0 &&
+           self->jobs_busy < (size_t)self->cfg->max_inflight &&
+           self->nout < (size_t)self->cfg->batch_max;
+}
+
+/*  One dispatch: drop it, fail it at once, or send it. */
+static void
+s_self_handle_one_dispatch (self_t *self, const rcd_dispatch_t *d)
+{
+    if (d->id == 0 || d->attempt == 0) {
+        self->malformed++;
+        return;
+    }
+    if (d->lease_until_ms - self->cfg->lease_margin_ms <= rcd_clock_now_ms ()) {
+        self->expired++;
+        return;
+    }
+    s_instance_t *inst = s_self_instance (self, (int64_t)d->instance_id);
+    if (!inst) {
+        s_self_fail_transient (self, d, "instance_lookup_failed");
+        return;
+    }
+    if (!inst->found || !inst->enabled) {
+        s_self_fail_transient (self, d, "instance_unavailable");
+        return;
+    }
+    if (inst->tenant_id != (int64_t)d->tenant_id) {
+        /* Never send a tenant's message through another's number. */
+        s_self_fail_permanent (self, d, "instance_tenant_mismatch");
+        return;
+    }
+    int rc = rcd_gateway_build_send (&inst->gw, d->to, d->text, d->delay_ms,
+                                     &self->req);
+    if (rc == -2) {
+        s_self_fail_permanent (self, d, "invalid_request");
+        return;
+    }
+    if (rc != 0) {
+        s_self_fail_transient (self, d, "no_memory");
+        return;
+    }
+    assert (self->free_job >= 0);
+    int slot = self->free_job;
+    s_job_t *job = &self->jobs[slot];
+    long timeout = self->req.typing_ms + (long)self->cfg->request_timeout_ms;
+    if (rcd_http_post (self->http, self->req.url, self->req.headers,
+                       self->req.body, self->req.body_len,
+                       (long)self->cfg->connect_timeout_ms, timeout,
+                       job) != 0) {
+        s_self_fail_transient (self, d, "queue_failed");
+        return;
+    }
+    self->free_job = job->next_free;
+    self->jobs_busy++;
+    job->id = (int64_t)d->id;
+    job->tenant_id = (int64_t)d->tenant_id;
+    job->instance_id = (int64_t)d->instance_id;
+    job->attempt = d->attempt;
+    job->provider = inst->gw.provider;
+    snprintf (job->digits, sizeof job->digits, "%s",
+              d->to[0] == '+' ? d->to + 1 : d->to);
+}
+
+/*  Reads one frame without waiting (the socket's receive timeout is 0,
+    so no ZMQ_EVENTS round per message). Returns false when nothing more
+    is ready. When
+    release is set, a valid dispatch is handed back instead of sent. */
+static bool
+s_self_read_dispatch (self_t *self, bool release)
+{
+    rcd_proto_msg_t msg;
+    memset (&msg, 0, sizeof msg);
+    int rc = rcd_proto_recv (self->pull, &msg);
+    if (rc == -1)
+        return false;
+    if (rc == -2) {
+        self->malformed++;
+        rcd_log_warn ("malformed frame dropped", "{s:s}", "why",
+                      rcd_proto_last_error ());
+        return true;
+    }
+    if (msg.type != RCD_MSG_DISPATCH) {
+        self->malformed++;
+        rcd_log_warn ("unexpected frame dropped", "{s:s}", "topic",
+                      rcd_proto_topic (msg.type));
+    }
+    else if (release) {
+        const rcd_dispatch_t *d = &msg.u.dispatch;
+        if (d->id && d->attempt)
+            s_self_outcome (self, S_OUT_RELEASE, (int64_t)d->id,
+                            (int64_t)d->tenant_id, (int64_t)d->instance_id,
+                            d->attempt, "released");
+    }
+    else
+        s_self_handle_one_dispatch (self, &msg.u.dispatch);
+    rcd_proto_msg_clear (&msg);
+    return true;
+}
+
+static void
+s_self_handle_dispatch (self_t *self)
+{
+    while (s_self_admitting (self) && s_self_read_dispatch (self, false))
+        ;
+}
+
+/*  Turns finished requests into outcomes. */
+static void
+s_self_handle_http (self_t *self)
+{
+    rcd_http_result_t res;
+    while (rcd_http_next (self->http, &res)) {
+        s_job_t *job = res.user;
+        rcd_gateway_outcome_t g;
+        rcd_gateway_classify (job->provider, res.status, res.body, res.error,
+                              res.retry_after_s, &g);
+        static const s_out_kind_t kind_of[] = {
+            [RCD_GATEWAY_SUCCESS] = S_OUT_SENT,
+            [RCD_GATEWAY_TRANSIENT] = S_OUT_RETRY,
+            [RCD_GATEWAY_PERMANENT] = S_OUT_FAILED,
+            [RCD_GATEWAY_INSTANCE] = S_OUT_FAILED,
+            [RCD_GATEWAY_UNKNOWN] = S_OUT_UNKNOWN};
+        s_outcome_t *o =
+            s_self_outcome (self, kind_of[g.kind], job->id, job->tenant_id,
+                            job->instance_id, job->attempt, g.reason);
+        o->gw_kind = g.kind;
+        o->throttled = g.throttled;
+        o->latency_us = res.total_us;
+        if (g.kind == RCD_GATEWAY_SUCCESS) {
+            snprintf (o->pmid, sizeof o->pmid, "%s", g.provider_message_id);
+            char detail[RCD_GATEWAY_ID_MAX + 64];
+            if (g.wa_id[0] && strcmp (g.wa_id, job->digits) != 0)
+                snprintf (detail, sizeof detail, "%s (wa_id %s)",
+                          g.provider_message_id, g.wa_id);
+            else
+                snprintf (detail, sizeof detail, "%s", g.provider_message_id);
+            o->detail =
+                rcd_gateway_excerpt (detail, strlen (detail), sizeof detail);
+        }
+        else {
+            if (g.kind == RCD_GATEWAY_TRANSIENT)
+                o->retry_ms =
+                    s_self_backoff_ms (self, job->attempt, g.retry_after_s);
+            /* What the gateway said (or libcurl, when it said nothing). */
+            const char *answer = res.error ? res.error_text : res.body;
+            size_t len = res.error ? strlen (answer) : res.body_len;
+            size_t max =
+                g.kind == RCD_GATEWAY_UNKNOWN ? S_UNKNOWN_DETAIL : S_ANSWER_MAX;
+            if (len)
+                o->detail = rcd_gateway_excerpt (answer, len, max);
+        }
+        int slot = (int)(job - self->jobs);
+        job->next_free = self->free_job;
+        self->free_job = slot;
+        self->jobs_busy--;
+    }
+}
+
+/*  --------------------------------------------------------------------
+    Pipe, drain, tick */
+
+/*  Hands back what already sits on our socket, then disconnects so the
+    scheduler stops routing to us. */
+static void
+s_self_start_drain (self_t *self)
+{
+    self->draining = true;
+    if (!self->pull_connected)
+        return;
+    size_t budget = (size_t)self->cfg->dispatch_hwm;
+    /* each request in flight still needs its outcome slot */
+    while (budget-- > 0 && self->nout + self->jobs_busy < self->out_cap &&
+           s_self_read_dispatch (self, true))
+        ;
+    zsock_disconnect (self->pull, "%s", self->cfg->dispatch_endpoint);
+    self->pull_connected = false;
+    rcd_log_info ("draining", "{s:I, s:I}", "inflight",
+                  (json_int_t)self->jobs_busy, "outcomes",
+                  (json_int_t)self->nout);
+}
+
+static void
+s_self_handle_pipe (self_t *self)
+{
+    while (!self->terminated && (zsock_events (self->pipe) & ZMQ_POLLIN)) {
+        char *cmd = zstr_recv (self->pipe);
+        if (!cmd) {
+            self->terminated = true; /* interrupted */
+            break;
+        }
+        if (streq (cmd, "$TERM"))
+            self->terminated = true;
+        else if (streq (cmd, "DRAIN"))
+            s_self_start_drain (self);
+        else
+            rcd_log_warn ("unknown pipe command", "{s:s}", "command", cmd);
+        zstr_free (&cmd);
+    }
+}
+
+/*  Publishes the counters gathered since the last call, then zeroes
+    them. Once a second rather than per flush: a few events a second
+    instead of hundreds at full speed, and the first ones go out after
+    the PUB socket has had a second to connect and receive the monitor's
+    subscription (PUB drops what it sends before that). */
+static void
+s_self_emit_counters (self_t *self)
+{
+    static const struct {
+        const char *kind;
+        size_t offset;
+    } counters[] = {
+        {"message.sent", offsetof (self_t, n_sent)},
+        {"message.retry", offsetof (self_t, n_retry)},
+        {"message.failed", offsetof (self_t, n_failed)},
+        {"message.unknown", offsetof (self_t, n_unknown)},
+        {"message.released", offsetof (self_t, n_released)},
+        {"outcome.stale", offsetof (self_t, n_stale)},
+        {"frame.malformed", offsetof (self_t, malformed)},
+        {"dispatch.expired", offsetof (self_t, expired)},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        uint64_t *n = (uint64_t *)((char *)self + counters[i].offset);
+        if (*n)
+            rcd_events_emit (self->events, counters[i].kind, *n, 0, 0, NULL);
+        *n = 0;
+    }
+    if (self->n_requests)
+        rcd_events_emit (self->events, "send.latency_us", self->n_requests, 0,
+                         self->latency_sum_us, NULL);
+    self->n_requests = 0;
+    self->latency_sum_us = 0;
+}
+
+/*  Periodic work: flushes, the once-a-second news, cache refresh, and
+    the end of a drain. */
+static void
+s_self_handle_tick (self_t *self)
+{
+    int64_t now = rcd_clock_mono_ms ();
+    if (self->nout > 0 && now >= self->flush_retry_at_ms &&
+        (self->nout >= (size_t)self->cfg->batch_max || self->draining ||
+         now >= self->first_out_ms + self->cfg->batch_wait_ms))
+        s_self_flush (self);
+    if (now >= self->heartbeat_at_ms) {
+        rcd_events_heartbeat (self->events,
+                              self->draining ? "draining" : "active");
+        if (self->expired)
+            rcd_log_info ("expired dispatches dropped", "{s:I}", "count",
+                          (json_int_t)self->expired);
+        s_self_emit_counters (self);
+        self->heartbeat_at_ms = now + 1000;
+    }
+    if (now >= self->refresh_at_ms) {
+        s_self_instances_refresh (self);
+        self->refresh_at_ms = now + self->cfg->instance_refresh_s * 1000;
+    }
+    if (self->draining && !self->drained && self->jobs_busy == 0 &&
+        self->nout == 0) {
+        s_self_emit_counters (self);
+        zstr_send (self->pipe, "DRAINED");
+        self->drained = true;
+        rcd_log_info ("drained", NULL);
+    }
+}
+
+/*  How long the loop may sleep before the tick has work. */
+static int
+s_self_wait_ms (self_t *self)
+{
+    int64_t now = rcd_clock_mono_ms ();
+    int64_t until = self->heartbeat_at_ms;
+    if (self->refresh_at_ms < until)
+        until = self->refresh_at_ms;
+    if (self->nout > 0) {
+        int64_t flush_at = self->nout >= (size_t)self->cfg->batch_max
+                               ? now
+                               : self->first_out_ms + self->cfg->batch_wait_ms;
+        if (self->flush_retry_at_ms > flush_at)
+            flush_at = self->flush_retry_at_ms;
+        if (flush_at < until)
+            until = flush_at;
+    }
+    int64_t wait = until - now;
+    return wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
+}
+
+/*  --------------------------------------------------------------------
+    Construction */
+
+static void
+s_self_destroy (self_t **self_p)
+{
+    self_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->nout; i++)
+        free (self->out[i].detail);
+    free (self->out);
+    free (self->jobs);
+    for (size_t b = 0; b < S_INSTANCE_BUCKETS; b++) {
+        s_instance_t *inst = self->instances[b];
+        while (inst) {
+            s_instance_t *next = inst->next;
+            s_instance_destroy (&inst);
+            inst = next;
+        }
+    }
+    rcd_gateway_request_clear (&self->req);
+    rcd_http_destroy (&self->http);
+    rcd_db_destroy (&self->db);
+    rcd_events_destroy (&self->events);
+    zsock_destroy (&self->pull);
+    free (self);
+    *self_p = NULL;
+}
+
+static self_t *
+s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
+{
+    self_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->pipe = pipe;
+    self->cfg = cfg;
+    self->rng = (uint64_t)rcd_clock_now_us () ^ ((uint64_t)getpid () << 32) ^
+                (uint64_t)(uintptr_t)self;
+    if (!self->rng)
+        self->rng = 0x9E3779B97F4A7C15ULL;
+    self->flush_backoff_ms = S_FLUSH_BACKOFF_MIN;
+    self->events = rcd_events_new (cfg->events_endpoint, "sender", NULL);
+    self->db = rcd_db_new (cfg->database_url);
+    self->http = rcd_http_new ((int)cfg->max_inflight);
+    self->pull = zsock_new (ZMQ_PULL);
+    size_t max_inflight = (size_t)cfg->max_inflight;
+    self->jobs = calloc (max_inflight, sizeof *self->jobs);
+    self->out_cap = (size_t)cfg->batch_max + max_inflight;
+    self->out = calloc (self->out_cap, sizeof *self->out);
+    if (!self->events || !self->db || !self->http || !self->pull ||
+        !self->jobs || !self->out)
+        goto failed;
+    for (size_t i = 0; i < max_inflight; i++)
+        self->jobs[i].next_free = i + 1 < max_inflight ? (int)i + 1 : -1;
+    self->free_job = 0;
+    if (rcd_db_prepare (self->db, "sender_instances", s_sql_instances) != 0 ||
+        rcd_db_prepare (self->db, "sender_sent", s_sql_sent) != 0 ||
+        rcd_db_prepare (self->db, "sender_retry", s_sql_retry) != 0 ||
+        rcd_db_prepare (self->db, "sender_failed", s_sql_failed) != 0 ||
+        rcd_db_prepare (self->db, "sender_unknown", s_sql_unknown) != 0 ||
+        rcd_db_prepare (self->db, "sender_release", s_sql_release) != 0)
+        goto failed;
+    zsock_set_rcvhwm (self->pull, (int)cfg->dispatch_hwm);
+    zsock_set_rcvtimeo (self->pull, 0);
+    zsock_set_linger (self->pull, 0);
+    if (zsock_connect (self->pull, "%s", cfg->dispatch_endpoint) != 0) {
+        rcd_log_error ("bad dispatch endpoint", "{s:s}", "endpoint",
+                       cfg->dispatch_endpoint);
+        goto failed;
+    }
+    self->pull_connected = true;
+    int64_t now = rcd_clock_mono_ms ();
+    self->heartbeat_at_ms = now;
+    self->refresh_at_ms = now + cfg->instance_refresh_s * 1000;
+    return self;
+
+failed:
+    s_self_destroy (&self);
+    return NULL;
+}
+
+void
+rcd_sender_server (zsock_t *pipe, void *args)
+{
+    const rcd_sender_config_t *cfg = args;
+    self_t *self = s_self_new (pipe, cfg);
+    zsock_signal (pipe, 0);
+    if (!self) {
+        zsock_send (pipe, "ss", "FATAL", "sender failed to start");
+        return;
+    }
+    rcd_log_info ("sender started", "{s:s, s:I, s:I}", "dispatch",
+                  cfg->dispatch_endpoint, "max_inflight",
+                  (json_int_t)cfg->max_inflight, "batch_max",
+                  (json_int_t)cfg->batch_max);
+    int fds[2] = {zsock_fd (pipe), zsock_fd (self->pull)};
+    while (!self->terminated) {
+        s_self_handle_pipe (self);
+        if (self->terminated)
+            break;
+        s_self_handle_dispatch (self);
+        s_self_handle_http (self);
+        s_self_handle_tick (self);
+        /* ZMQ_FD is edge-triggered: sleep only when neither socket holds
+           a message we would read now (zsock_events also re-arms it). */
+        bool admitting = s_self_admitting (self);
+        int wait = s_self_wait_ms (self);
+        if ((zsock_events (pipe) & ZMQ_POLLIN) ||
+            (admitting && (zsock_events (self->pull) & ZMQ_POLLIN)))
+            wait = 0;
+        if (rcd_http_perform_fds (self->http, fds, admitting ? 2 : 1, wait) < 0)
+            rcd_log_error ("http multi failure", NULL);
+    }
+    if (self->nout > 0)
+        (void)s_self_flush (self); /* last chance, $TERM came first */
+    s_self_emit_counters (self);
+    rcd_log_info (
+        "sender stopped", "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sent",
+        (json_int_t)self->total_sent, "retried", (json_int_t)self->total_retry,
+        "failed", (json_int_t)self->total_failed, "unknown",
+        (json_int_t)self->total_unknown, "released",
+        (json_int_t)self->total_released, "stale",
+        (json_int_t)self->total_stale, "abandoned_inflight",
+        (json_int_t)self->jobs_busy, "unwritten", (json_int_t)self->nout);
+    s_self_destroy (&self);
+}
