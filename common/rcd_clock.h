@@ -20,4 +20,8 @@ rcd_clock_now_us (void);
 int64_t
 rcd_clock_mono_ms (void);
 
+/*  Monotonic microseconds since an arbitrary start. */
+int64_t
+rcd_clock_mono_us (void);
+
 #endif

@@ -5,6 +5,7 @@
     PostgreSQL restart costs failed calls, not a blocked service.
 */
 #include "rcd_db.h"
+#include "rcd_clock.h"
 #include "rcd_log.h"
 
 #include <libpq-fe.h>
@@ -34,14 +35,6 @@ struct rcd_db {
     char sqlstate[6];    /* last SQLSTATE */
 };
 
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 s_set_error (rcd_db_t *self, const char *text, const char *state)
 {
@@ -66,7 +59,7 @@ s_ensure_connected (rcd_db_t *self)
 {
     if (self->conn && PQstatus (self->conn) == CONNECTION_OK)
         return true;
-    int64_t now = s_mono_ms ();
+    int64_t now = rcd_clock_mono_ms ();
     if (now < self->retry_at_ms) {
         s_set_error (self, "database unavailable (backing off)", "08006");
         return false;
@@ -197,7 +190,7 @@ s_finish (rcd_db_t *self, PGresult *res, rcd_db_res_t **res_p)
     PQclear (res);
     if (PQstatus (self->conn) != CONNECTION_OK) {
         /* Connection lost: reconnect on a later call, after backoff. */
-        self->retry_at_ms = s_mono_ms () + RCD_DB_BACKOFF_MIN_MS;
+        self->retry_at_ms = rcd_clock_mono_ms () + RCD_DB_BACKOFF_MIN_MS;
         if (!self->sqlstate[0])
             snprintf (self->sqlstate, sizeof self->sqlstate, "08006");
     }

@@ -190,14 +190,6 @@ typedef struct {
     s_made_t made; /* what the reply's "created" counts */
 } s_route_t;
 
-static int64_t
-s_mono_us (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*  --- the connection pool --- */
 
 /*  A connection for this request: an idle one, or a new one with every
@@ -460,7 +452,7 @@ s_count_reply (self_t *self, const s_request_t *r, int status)
     int cls = status >= 500 ? 2 : status >= 400 ? 1 : 0;
     atomic_fetch_add (&self->counters.http[cls], 1);
     atomic_fetch_add (&self->counters.latency_us,
-                      (uint64_t)(s_mono_us () - r->started_us));
+                      (uint64_t)(rcd_clock_mono_us () - r->started_us));
     if (status == 401)
         atomic_fetch_add (&self->counters.auth_failed, 1);
 }
@@ -562,7 +554,7 @@ answer:
     s_count_reply (self, r, reply.status);
     rcd_log_debug ("http", "{s:s, s:s, s:i, s:I}", "method", method, "path",
                    url, "status", reply.status, "us",
-                   (json_int_t)(s_mono_us () - r->started_us));
+                   (json_int_t)(rcd_clock_mono_us () - r->started_us));
     return s_queue (conn, &reply);
 }
 
@@ -612,7 +604,7 @@ s_self_handle_http (void *cls, struct MHD_Connection *conn, const char *url,
         r = calloc (1, sizeof *r);
         if (!r)
             return MHD_NO;
-        r->started_us = s_mono_us ();
+        r->started_us = rcd_clock_mono_us ();
         *req_cls = r;
         pthread_mutex_lock (&self->flight_lock);
         self->in_flight++;
