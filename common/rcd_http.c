@@ -541,7 +541,6 @@ rcd_http_next (rcd_http_t *self, rcd_http_result_t *res)
     if (self->returned) {
         s_xfer_release (self, self->returned);
         self->returned = NULL;
-        self->inflight--;
     }
     s_xfer_t *xfer = self->done_head;
     if (!xfer)
@@ -551,7 +550,8 @@ rcd_http_next (rcd_http_t *self, rcd_http_result_t *res)
     if (!self->done_head)
         self->done_tail = NULL;
     xfer->next = NULL;
-    self->returned = xfer;
+    self->returned = xfer; /* released on the next call */
+    self->inflight--;      /* returned: no longer in flight */
 
     memset (res, 0, sizeof *res);
     res->user = xfer->user;

@@ -100,7 +100,7 @@ rcd_http_get (rcd_http_t *self, const char *url, const char *const *headers,
 int
 rcd_http_perform (rcd_http_t *self, int timeout_ms);
 
-/*  The same, also waking when one of fds (nfds of them, may be 0) is
+/*  The same, also waking when one of fds (nfds of them, at most 8, may be 0) is
     readable. Meant for a ZeroMQ socket's ZMQ_FD: that descriptor is edge
     triggered, so after every return the caller must check ZMQ_EVENTS and
     read until nothing is left before calling this again. */
