@@ -96,7 +96,7 @@ s_header_safe (const char *s)
 }
 
 /*  Appends to buf at *len, failing (-2) when it would not fit. */
-static int
+__attribute__ ((format (printf, 4, 5))) static int
 s_append (char *buf, size_t size, size_t *len, const char *fmt, ...)
 {
     va_list ap;
@@ -260,7 +260,7 @@ rcd_gateway_request_clear (rcd_gateway_request_t *req)
 /*  --------------------------------------------------------------------
     Answers */
 
-static void
+__attribute__ ((format (printf, 3, 4))) static void
 s_set (rcd_gateway_outcome_t *out, rcd_gateway_kind_t kind,
        const char *reason_fmt, ...)
 {

@@ -109,6 +109,15 @@ rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...)
     free (full);
 }
 
+void
+rcd_log_external (void *cls, const char *fmt, va_list ap)
+{
+    char text[512];
+    vsnprintf (text, sizeof text, fmt, ap);
+    text[strcspn (text, "\n")] = 0;
+    rcd_log_warn (cls ? (const char *)cls : "library", "{s:s}", "detail", text);
+}
+
 char *
 rcd_log_mask_phone (const char *phone, char *out, size_t out_size)
 {

@@ -10,6 +10,7 @@
 #define RCD_LOG_H_INCLUDED
 
 #include <jansson.h> /* json_int_t and the pack format of the fields */
+#include <stdarg.h>
 #include <stddef.h>
 
 typedef enum {
@@ -37,6 +38,13 @@ rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...);
 #define rcd_log_info(...)  rcd_log_write (RCD_LOG_INFO, __VA_ARGS__, NULL)
 #define rcd_log_warn(...)  rcd_log_write (RCD_LOG_WARN, __VA_ARGS__, NULL)
 #define rcd_log_error(...) rcd_log_write (RCD_LOG_ERROR, __VA_ARGS__, NULL)
+
+/*  A printf-style logger for libraries that report through a callback
+    (libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER): one warn line whose msg
+    is cls (a string naming the library) and whose "detail" is the
+    formatted text, cut at the first newline. */
+__attribute__ ((format (printf, 2, 0))) void
+rcd_log_external (void *cls, const char *fmt, va_list ap);
 
 /*  Masks a phone number for logs: keeps the '+', country code and first
     two digits and the last four ("+5511*****5678"). Writes into out (at

@@ -42,17 +42,6 @@ static const struct {
     {"/queue-stats", RCD_MONITOR_DOC_QUEUE_STATS, "application/json"},
 };
 
-/*  Routes libmicrohttpd's own messages into our JSON log. */
-__attribute__ ((format (printf, 2, 0))) static void
-s_mhd_log (void *cls, const char *format, va_list args)
-{
-    (void)cls;
-    char text[512];
-    vsnprintf (text, sizeof text, format, args);
-    text[strcspn (text, "\n")] = 0;
-    rcd_log_warn ("http: libmicrohttpd", "{s:s}", "detail", text);
-}
-
 static enum MHD_Result
 s_answer (struct MHD_Connection *conn, unsigned int status, const char *type,
           const char *text, size_t size, enum MHD_ResponseMemoryMode mode)
@@ -159,8 +148,8 @@ rcd_monitor_http_new (const char *bind_address, int port)
     /* the logger goes first so that no option's complaint escapes it */
     self->daemon = MHD_start_daemon (
         flags, (uint16_t)port, NULL, NULL, s_handle_request, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
+        MHD_OPTION_EXTERNAL_LOGGER, rcd_log_external, "http: libmicrohttpd",
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)RCD_MONITOR_HTTP_CONNECTIONS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)RCD_MONITOR_HTTP_TIMEOUT_S,
         MHD_OPTION_END);
