@@ -26,6 +26,8 @@ typedef struct {
     rcd_db_t *db;                /* this thread's connection */
     int64_t tenant_id;           /* the caller's tenant; 0 on admin routes */
     int64_t id;                  /* the {id} path segment, when routed */
+    const char *arg;             /* another {name} path segment (MHD has
+                                    URL-decoded it); NULL when none */
     const char *body;            /* NUL-terminated body; NULL when none */
     size_t body_size;            /* bytes in body */
     json_t *query;               /* query arguments, name -> string */
@@ -75,6 +77,8 @@ rcd_api_tenant_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_tenant_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
+rcd_api_tenant_patch (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
 rcd_api_instance_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_instance_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
@@ -91,12 +95,23 @@ rcd_api_message_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_message_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
+/*  Handlers: contacts (rcd_api_contacts.c); req->arg is the phone as
+    written in the path. */
+void
+rcd_api_contact_put (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_contact_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_contact_opt_out (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
 /*  Registers the named statements the handlers run, on a new
     connection. */
 int
 rcd_api_tenants_prepare (rcd_db_t *db);
 int
 rcd_api_messages_prepare (rcd_db_t *db);
+int
+rcd_api_contacts_prepare (rcd_db_t *db);
 
 /*  Most messages a batch may hold. */
 #define RCD_API_BATCH_MAX 1000
@@ -155,6 +170,11 @@ rcd_api_check_fields (json_t *obj, const rcd_api_field_t *fields,
 const char *
 rcd_api_string (json_t *obj, const char *name);
 
+/*  True when text holds a control character (names end up in URLs and
+    logs). */
+bool
+rcd_api_has_control (const char *text);
+
 /*  Number of UTF-8 characters in text (jansson strings are valid UTF-8). */
 size_t
 rcd_api_utf8_length (const char *text);
@@ -169,6 +189,11 @@ rcd_api_parse_time (const char *text, int64_t *ms_p);
     ["HH:MM", "HH:MM"] windows). Returns 0 or -2 with err filled. */
 int
 rcd_api_check_business_hours (json_t *value, rcd_api_error_t *err);
+
+/*  Parses "HH:MM" (00:00 to 23:59; "24:00" too when end is true) into
+    minutes of the day. Returns them, or -1 when malformed. */
+int
+rcd_api_parse_clock (const char *text, bool end);
 
 /*  Parses a decimal id of 1 to 18 digits. Returns 0 or -2. */
 int

@@ -199,6 +199,15 @@ rcd_api_string (json_t *obj, const char *name)
     return json_string_value (json_object_get (obj, name));
 }
 
+bool
+rcd_api_has_control (const char *text)
+{
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
 size_t
 rcd_api_utf8_length (const char *text)
 {
@@ -370,6 +379,12 @@ rcd_api_check_business_hours (json_t *value, rcd_api_error_t *err)
         }
     }
     return 0;
+}
+
+int
+rcd_api_parse_clock (const char *text, bool end)
+{
+    return s_clock_minutes (text, end);
 }
 
 int

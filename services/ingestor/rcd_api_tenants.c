@@ -29,6 +29,18 @@
     " 'paused_until', " RCD_API_TS ("paused_until") ","                      \
     " 'created_at', " RCD_API_TS ("created_at") ")"
 
+/*  A tenant's settings, as GET and PATCH /v1/tenant answer them. */
+#define S_TENANT_JSON                                                        \
+    "json_build_object("                                                     \
+    " 'id', id, 'name', name, 'timezone', timezone,"                         \
+    " 'business_hours', business_hours,"                                     \
+    " 'webhook_token', webhook_token,"                                       \
+    " 'generic_template', generic_template,"                                 \
+    " 'optout_keywords', optout_keywords,"                                   \
+    " 'default_offsets_days', default_offsets_days,"                         \
+    " 'reminder_time', to_char(reminder_time, 'HH24:MI'),"                   \
+    " 'created_at', " RCD_API_TS ("created_at") ")"
+
 int
 rcd_api_tenants_prepare (rcd_db_t *db)
 {
@@ -45,16 +57,31 @@ rcd_api_tenants_prepare (rcd_db_t *db)
         "                WHERE name = $2::text)"
         "RETURNING id, timezone");
     rc |= rcd_db_prepare (db, "tenant_get",
-        "SELECT json_build_object("
-        "         'id', id, 'name', name, 'timezone', timezone,"
-        "         'business_hours', business_hours,"
-        "         'webhook_token', webhook_token,"
-        "         'generic_template', generic_template,"
-        "         'optout_keywords', optout_keywords,"
-        "         'default_offsets_days', default_offsets_days,"
-        "         'reminder_time', to_char(reminder_time, 'HH24:MI'),"
-        "         'created_at', " RCD_API_TS ("created_at") ")::text"
-        "  FROM tenants WHERE id = $1::bigint");
+        "SELECT " S_TENANT_JSON "::text FROM tenants WHERE id = $1::bigint");
+    /* One statement: every field changes or none does. A NULL parameter
+       keeps the column ($3/$5 are nullable columns, so flags $4/$6 say
+       whether they were sent); an unknown zone matches no row. Keywords
+       are stored trimmed, upper-cased and without repeats, in the order
+       first given. */
+    rc |= rcd_db_prepare (db, "tenant_patch",
+        "UPDATE tenants SET"
+        "  timezone = COALESCE($2::text, timezone),"
+        "  business_hours = CASE WHEN $4::boolean THEN $3::jsonb"
+        "                        ELSE business_hours END,"
+        "  generic_template = CASE WHEN $6::boolean THEN $5::text"
+        "                          ELSE generic_template END,"
+        "  optout_keywords = COALESCE(("
+        "    SELECT array_agg(k ORDER BY first)"
+        "      FROM (SELECT upper(btrim(k)) AS k, min(ord) AS first"
+        "              FROM unnest($7::text[]) WITH ORDINALITY AS u(k, ord)"
+        "             GROUP BY 1) kw), optout_keywords),"
+        "  default_offsets_days = COALESCE($8::int[], default_offsets_days),"
+        "  reminder_time = COALESCE($9::time, reminder_time)"
+        " WHERE id = $1::bigint"
+        "   AND ($2::text IS NULL"
+        "        OR EXISTS (SELECT 1 FROM pg_timezone_names"
+        "                    WHERE name = $2::text))"
+        "RETURNING " S_TENANT_JSON "::text");
     rc |= rcd_db_prepare (db, "instance_insert",
         "INSERT INTO instances (tenant_id, name, provider, base_url, api_key,"
         "                       access_token, phone_number_id, app_secret,"
@@ -172,6 +199,199 @@ rcd_api_tenant_get (rcd_api_req_t *req, rcd_api_reply_t *reply)
     rcd_db_res_destroy (&res);
 }
 
+/*  Settings PATCH /v1/tenant may change; null is allowed only where the
+    column is nullable (business_hours, generic_template). */
+static const rcd_api_field_t s_tenant_patch_fields[] = {
+    {"timezone", RCD_API_STRING, false},
+    {"business_hours", RCD_API_ANY, false},
+    {"generic_template", RCD_API_STRING, false},
+    {"optout_keywords", RCD_API_ARRAY, false},
+    {"default_offsets_days", RCD_API_ARRAY, false},
+    {"reminder_time", RCD_API_STRING, false},
+    {NULL, RCD_API_ANY, false},
+};
+
+/*  Limits of the list settings. */
+#define S_KEYWORDS_MAX     20
+#define S_KEYWORD_CHARS    32
+#define S_OFFSETS_MAX      10
+#define S_OFFSET_DAYS      365
+#define S_TEMPLATE_KEY_MAX 100
+
+/*  True when text is only spaces and tabs (or empty). */
+static bool
+s_blank (const char *text)
+{
+    return text[strspn (text, " \t")] == 0;
+}
+
+/*  Checks optout_keywords and builds its array literal into *arr. */
+static int
+s_check_keywords (json_t *list, char **arr, rcd_api_error_t *err)
+{
+    size_t n = json_array_size (list), len = 0, cap = 0;
+    if (n < 1 || n > S_KEYWORDS_MAX)
+        return rcd_api_fail (err, 400, "invalid_field", "optout_keywords",
+                             "must hold 1 to %d keywords", S_KEYWORDS_MAX);
+    size_t i;
+    json_t *v;
+    json_array_foreach (list, i, v)
+    {
+        char path[64];
+        snprintf (path, sizeof path, "optout_keywords[%zu]", i);
+        const char *kw = json_string_value (v);
+        if (!kw || s_blank (kw) || rcd_api_utf8_length (kw) > S_KEYWORD_CHARS ||
+            rcd_api_has_control (kw))
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "must be a non-blank string of at most %d "
+                                 "characters",
+                                 S_KEYWORD_CHARS);
+        if (rcd_db_text_array_append (arr, &len, &cap, kw) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+s_int_compare (const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*  Checks default_offsets_days and builds its sorted, unique array
+    literal into *arr. */
+static int
+s_check_offsets (json_t *list, char **arr, rcd_api_error_t *err)
+{
+    int64_t days[S_OFFSETS_MAX];
+    size_t n = json_array_size (list);
+    if (n < 1 || n > S_OFFSETS_MAX)
+        return rcd_api_fail (err, 400, "invalid_field", "default_offsets_days",
+                             "must hold 1 to %d offsets in days",
+                             S_OFFSETS_MAX);
+    size_t i;
+    json_t *v;
+    json_array_foreach (list, i, v)
+    {
+        if (!json_is_integer (v) || json_integer_value (v) < -S_OFFSET_DAYS ||
+            json_integer_value (v) > S_OFFSET_DAYS) {
+            char path[64];
+            snprintf (path, sizeof path, "default_offsets_days[%zu]", i);
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "must be an integer from %d to %d",
+                                 -S_OFFSET_DAYS, S_OFFSET_DAYS);
+        }
+        days[i] = json_integer_value (v);
+    }
+    qsort (days, n, sizeof days[0], s_int_compare);
+    size_t unique = 0;
+    for (i = 0; i < n; i++)
+        if (unique == 0 || days[unique - 1] != days[i])
+            days[unique++] = days[i];
+    *arr = rcd_db_int64_array (days, unique);
+    return *arr ? 0 : -1;
+}
+
+/*  The checks that need no database; the zone is checked by the UPDATE.
+    Returns 0, -2 with err filled, or -1 when out of memory. */
+static int
+s_check_patch (json_t *body, char **hours, char **keywords, char **offsets,
+               rcd_api_error_t *err)
+{
+    static const char *const not_null[] = {
+        "timezone", "optout_keywords", "default_offsets_days", "reminder_time"};
+    for (size_t i = 0; i < sizeof not_null / sizeof not_null[0]; i++)
+        if (json_is_null (json_object_get (body, not_null[i])))
+            return rcd_api_fail (err, 400, "invalid_field", not_null[i],
+                                 "cannot be null");
+    const char *timezone = rcd_api_string (body, "timezone");
+    if (timezone && (!*timezone || strlen (timezone) > 64))
+        return rcd_api_fail (err, 400, "invalid_field", "timezone",
+                             "must be an IANA time zone name such as "
+                             "America/Sao_Paulo");
+    json_t *bh = json_object_get (body, "business_hours");
+    if (rcd_api_check_business_hours (bh, err) != 0)
+        return -2;
+    if (bh && !json_is_null (bh) && !(*hours = json_dumps (bh, JSON_COMPACT)))
+        return -1;
+    const char *key = rcd_api_string (body, "generic_template");
+    if (key && (!*key || strlen (key) > S_TEMPLATE_KEY_MAX ||
+                strspn (key, "abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+                    strlen (key)))
+        return rcd_api_fail (err, 400, "invalid_field", "generic_template",
+                             "must be a template key of 1 to %d letters, "
+                             "digits, '_', '.' or '-', or null",
+                             S_TEMPLATE_KEY_MAX);
+    json_t *list = json_object_get (body, "optout_keywords");
+    int rc = 0;
+    if (list && (rc = s_check_keywords (list, keywords, err)) != 0)
+        return rc;
+    list = json_object_get (body, "default_offsets_days");
+    if (list && (rc = s_check_offsets (list, offsets, err)) != 0)
+        return rc;
+    const char *at = rcd_api_string (body, "reminder_time");
+    if (at && rcd_api_parse_clock (at, false) < 0)
+        return rcd_api_fail (err, 400, "invalid_field", "reminder_time",
+                             "must be \"HH:MM\" from 00:00 to 23:59");
+    return 0;
+}
+
+void
+rcd_api_tenant_patch (rcd_api_req_t *req, rcd_api_reply_t *reply)
+{
+    rcd_api_error_t err;
+    json_t *body = NULL;
+    char *hours = NULL, *keywords = NULL, *offsets = NULL;
+    rcd_db_res_t *res = NULL;
+    int rc = rcd_api_parse_body (req, &body, &err);
+    if (rc == 0)
+        rc = rcd_api_check_fields (body, s_tenant_patch_fields, "", &err);
+    if (rc == 0)
+        rc = s_check_patch (body, &hours, &keywords, &offsets, &err);
+    if (rc == -2) {
+        rcd_api_reply_error (reply, &err);
+        goto cleanup;
+    }
+    if (rc != 0) {
+        rcd_api_reply_fail (reply, 500, "internal_error", NULL,
+                            "internal error");
+        goto cleanup;
+    }
+    char id[24];
+    snprintf (id, sizeof id, "%lld", (long long)req->tenant_id);
+    const char *params[] = {
+        id,
+        rcd_api_string (body, "timezone"),
+        hours,
+        json_object_get (body, "business_hours") ? "true" : "false",
+        rcd_api_string (body, "generic_template"),
+        json_object_get (body, "generic_template") ? "true" : "false",
+        keywords,
+        offsets,
+        rcd_api_string (body, "reminder_time"),
+    };
+    if (rcd_db_run (req->db, "tenant_patch", 9, params, &res) != 0)
+        rcd_api_reply_db_error (reply, req->db, "tenant_patch");
+    else if (rcd_db_res_rows (res) != 1)
+        /* the tenant exists (its key was just found): the zone is unknown */
+        rcd_api_reply_fail (reply, 400, "invalid_field", "timezone",
+                            "unknown time zone (use an IANA name such as "
+                            "America/Sao_Paulo)");
+    else {
+        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
+        rcd_log_info ("tenant settings changed", "{s:I}", "tenant_id",
+                      (json_int_t)req->tenant_id);
+    }
+cleanup:
+    rcd_db_res_destroy (&res);
+    free (hours);
+    free (keywords);
+    free (offsets);
+    json_decref (body);
+}
+
 /*  --- instances --- */
 
 static const rcd_api_field_t s_instance_fields[] = {
@@ -210,17 +430,6 @@ static const s_provider_t s_providers[] = {
      {"api_key", NULL},
      80.0},
 };
-
-/*  True when text holds a control character (names end up in URLs and
-    logs). */
-static bool
-s_has_control (const char *text)
-{
-    for (const unsigned char *p = (const unsigned char *)text; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
-            return true;
-    return false;
-}
 
 /*  Checks base_url: http(s), no whitespace, no user:password@. Writes it
     without trailing slashes into out. */
@@ -261,7 +470,7 @@ s_check_instance (json_t *body, const s_provider_t **provider_p,
 {
     const char *name = rcd_api_string (body, "name");
     size_t name_len = rcd_api_utf8_length (name);
-    if (name_len < 1 || name_len > 100 || s_has_control (name))
+    if (name_len < 1 || name_len > 100 || rcd_api_has_control (name))
         return rcd_api_fail (err, 400, "invalid_field", "name",
                              "must be 1 to 100 characters without control "
                              "characters");
@@ -286,7 +495,7 @@ s_check_instance (json_t *body, const s_provider_t **provider_p,
                                           "verify_token",    "api_version"};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
         const char *v = rcd_api_string (body, secrets[i]);
-        if (v && (!*v || strlen (v) > 4096 || s_has_control (v)))
+        if (v && (!*v || strlen (v) > 4096 || rcd_api_has_control (v)))
             return rcd_api_fail (err, 400, "invalid_field", secrets[i],
                                  "must be 1 to 4096 bytes without control "
                                  "characters");

@@ -9,6 +9,8 @@
                                              else 503 unavailable
         POST   /v1/tenants           admin   create a tenant -> 201
         GET    /v1/tenant            tenant  own settings
+        PATCH  /v1/tenant            tenant  change some settings -> 200
+                                             with the GET document
         POST   /v1/instances         tenant  register a sender -> 201
         GET    /v1/instances         tenant  list (no credentials)
         POST   /v1/messages          tenant  one message -> 202 (200 when
@@ -17,6 +19,13 @@
         GET    /v1/messages          tenant  keyset-paginated listing
         GET    /v1/messages/{id}     tenant  one message with its history
         DELETE /v1/messages/{id}     tenant  cancel if pending, else 409
+        PUT    /v1/contacts/{phone}  tenant  upsert name/vars -> 200
+        GET    /v1/contacts/{phone}  tenant  the contact, 404 when absent
+        POST   /v1/contacts/{phone}/opt-out
+                                     tenant  opt out and block its pending
+                                             messages -> 200 {blocked}
+      {phone} arrives URL-decoded by MHD and is normalised with
+      default_country.
       Authentication: "Authorization: Bearer <key>". The admin key
       (admin_key; unset: admin routes answer 403) is compared in constant
       time; tenant keys are looked up by SHA-256, cached for
@@ -120,6 +129,8 @@ const rcd_config_spec_t rcd_ingestor_config_specs[] = {
 #define S_DISCARD_MAX ((size_t)16 * 1024 * 1024)
 /*  Longest bearer key considered. */
 #define S_KEY_MAX 256
+/*  Longest {name} path segment routed. */
+#define S_ARG_MAX 256
 
 /*  Counters the pool threads bump and the actor publishes. */
 typedef struct {
@@ -211,7 +222,9 @@ s_pool_acquire (self_t *self)
                         "SELECT id FROM tenants"
                         " WHERE api_key_hash = decode($1::text, 'hex')") != 0 ||
         rcd_db_prepare (db, "ready", "SELECT 1") != 0 ||
-        rcd_api_tenants_prepare (db) != 0 || rcd_api_messages_prepare (db) != 0)
+        rcd_api_tenants_prepare (db) != 0 ||
+        rcd_api_messages_prepare (db) != 0 ||
+        rcd_api_contacts_prepare (db) != 0)
         rcd_db_destroy (&db);
     return db;
 }
@@ -379,6 +392,7 @@ static const s_route_t s_routes[] = {
     {"GET", "/readyz", S_ANYONE, s_handle_readyz, S_MADE_NOTHING},
     {"POST", "/v1/tenants", S_ADMIN, rcd_api_tenant_create, S_MADE_TENANT},
     {"GET", "/v1/tenant", S_TENANT, rcd_api_tenant_get, S_MADE_NOTHING},
+    {"PATCH", "/v1/tenant", S_TENANT, rcd_api_tenant_patch, S_MADE_NOTHING},
     {"POST", "/v1/instances", S_TENANT, rcd_api_instance_create,
      S_MADE_INSTANCE},
     {"GET", "/v1/instances", S_TENANT, rcd_api_instance_list, S_MADE_NOTHING},
@@ -389,24 +403,51 @@ static const s_route_t s_routes[] = {
     {"GET", "/v1/messages/{id}", S_TENANT, rcd_api_message_get, S_MADE_NOTHING},
     {"DELETE", "/v1/messages/{id}", S_TENANT, rcd_api_message_cancel,
      S_MADE_NOTHING},
+    {"PUT", "/v1/contacts/{phone}", S_TENANT, rcd_api_contact_put,
+     S_MADE_NOTHING},
+    {"GET", "/v1/contacts/{phone}", S_TENANT, rcd_api_contact_get,
+     S_MADE_NOTHING},
+    {"POST", "/v1/contacts/{phone}/opt-out", S_TENANT, rcd_api_contact_opt_out,
+     S_MADE_NOTHING},
 };
 
-/*  True when path matches pattern; a "{id}" segment must be a decimal id,
-    stored in *id. */
+/*  True when path matches pattern. A pattern holds at most one "{...}"
+    hole standing for one whole segment: "{id}" must be a decimal id,
+    stored in *id; any other name takes a segment of 1 to S_ARG_MAX bytes,
+    copied into arg. MHD hands over the path already URL-decoded
+    ("%2B55%2011%20..." arrives as "+55 11 ..."), so it is not decoded
+    again: "%252B" stays "%2B", as the caller meant. */
 static bool
-s_path_matches (const char *pattern, const char *path, int64_t *id)
+s_path_matches (const char *pattern, const char *path, int64_t *id, char *arg,
+                size_t arg_size)
 {
-    const char *hole = strstr (pattern, "{id}");
+    const char *hole = strchr (pattern, '{');
     if (!hole)
         return strcmp (pattern, path) == 0;
+    const char *tail = strchr (hole, '}');
+    if (!tail)
+        return false;
+    tail++;
     size_t head = (size_t)(hole - pattern);
     if (strncmp (pattern, path, head) != 0)
         return false;
     const char *seg = path + head;
     size_t seg_len = strcspn (seg, "/");
-    if (seg[seg_len] != 0 || seg_len == 0 || seg_len > 18)
+    if (seg_len == 0 || strcmp (seg + seg_len, tail) != 0)
         return false;
-    return rcd_api_parse_id (seg, id) == 0;
+    if (strncmp (hole, "{id}", 4) == 0) {
+        char text[20];
+        if (seg_len > 18)
+            return false;
+        memcpy (text, seg, seg_len);
+        text[seg_len] = 0;
+        return rcd_api_parse_id (text, id) == 0;
+    }
+    if (seg_len > S_ARG_MAX || seg_len >= arg_size)
+        return false;
+    memcpy (arg, seg, seg_len);
+    arg[seg_len] = 0;
+    return true;
 }
 
 /*  Collects one query argument into the json object. */
@@ -493,14 +534,17 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
 
     const s_route_t *route = NULL;
     bool path_known = false;
+    char arg[S_ARG_MAX + 1];
     for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++) {
         int64_t id = 0;
-        if (!s_path_matches (s_routes[i].path, url, &id))
+        arg[0] = 0;
+        if (!s_path_matches (s_routes[i].path, url, &id, arg, sizeof arg))
             continue;
         path_known = true;
         if (strcmp (s_routes[i].method, method) == 0) {
             route = &s_routes[i];
             req.id = id;
+            req.arg = arg[0] ? arg : NULL;
             break;
         }
     }
@@ -651,16 +695,6 @@ s_self_handle_completed (void *cls, struct MHD_Connection *conn, void **req_cls,
     *req_cls = NULL;
 }
 
-static void
-s_mhd_log (void *cls, const char *fmt, va_list ap)
-{
-    (void)cls;
-    char text[512];
-    vsnprintf (text, sizeof text, fmt, ap);
-    text[strcspn (text, "\n")] = 0;
-    rcd_log_warn ("http server", "{s:s}", "detail", text);
-}
-
 /*  Starts listening. Returns 0, or -1 with *why set. */
 static int
 s_self_start_http (self_t *self, const char **why)
@@ -691,12 +725,12 @@ s_self_start_http (self_t *self, const char **why)
     /* the logger goes first so that MHD never prints on its own */
     self->httpd = MHD_start_daemon (
         flags, (uint16_t)cfg->http_port, NULL, NULL, s_self_handle_http, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, s_self_handle_completed, self,
-        MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, rcd_log_external, "http server",
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)cfg->http_max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)cfg->http_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        s_self_handle_completed, self, MHD_OPTION_END);
     if (!self->httpd) {
         *why = "cannot listen on http_bind:http_port";
         return -1;
