@@ -11,6 +11,11 @@
       db   claims due rows pending -> sending in one statement
            (FOR UPDATE SKIP LOCKED), sets lease_until and attempts, picks the
            instance, writes history, all in one statement per batch.
+           Only tenants whose business hours (tenants.business_hours in
+           tenants.timezone, PostgreSQL rcd_business_open) are open now
+           are claimed; a message due while its tenant is closed stays
+           pending and is claimed by the first poll after the window
+           opens, in priority then send_at order.
 
     Only one scheduler is active: the one holding the PostgreSQL advisory
     lock lock_key. Others stay standby and try the lock every poll. A lost
@@ -63,12 +68,20 @@ const rcd_config_spec_t rcd_scheduler_config_specs[] = {
     RCD_CONFIG_END};
 #undef S_TYPE
 
-/*  One claim: due rows, in priority then send_at order, whose tenant has a
-    usable instance and whose contact has not opted out. */
+/*  One claim: due rows, in priority then send_at order, whose tenant's
+    business hours are open now (migration 0002), whose tenant has a usable
+    instance and whose contact has not opted out. open_tenants is a tenant
+    check, not a per-row one: the plan walks messages_due and memoizes the
+    answer per tenant_id, so rcd_business_open runs once per tenant met. */
 static const char *s_claim_sql =
-    "WITH due AS ("
+    "WITH open_tenants AS ("
+    "  SELECT t.id FROM tenants t"
+    "   WHERE t.business_hours IS NULL"
+    "      OR rcd_business_open(t.business_hours, t.timezone, now())"
+    "), due AS ("
     "  SELECT m.id FROM messages m"
     "   WHERE m.status = 'pending' AND m.send_at <= now()"
+    "     AND m.tenant_id IN (SELECT id FROM open_tenants)"
     "     AND (m.valid_until IS NULL OR m.valid_until > now())"
     "     AND EXISTS (SELECT 1 FROM instances i"
     "                  WHERE i.tenant_id = m.tenant_id AND i.enabled"
