@@ -31,7 +31,6 @@ struct rcd_db {
     int64_t retry_at_ms; /* no reconnect attempt before this */
     int backoff_ms;      /* next backoff */
     s_stmt_t *stmts;     /* registered statements */
-    char *on_connect;    /* session SQL run after each connect, or NULL */
     char error[512];     /* last error text */
     char sqlstate[6];    /* last SQLSTATE */
 };
@@ -74,13 +73,6 @@ s_ensure_connected (rcd_db_t *self)
     self->conn = PQconnectdbParams (keys, values, 1);
     if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
         PQsetNoticeProcessor (self->conn, s_notice_ignore, NULL);
-        if (self->on_connect) {
-            PGresult *res = PQexec (self->conn, self->on_connect);
-            if (PQresultStatus (res) != PGRES_COMMAND_OK)
-                rcd_log_warn ("db: session setup failed", "{s:s}", "error",
-                              PQresultErrorMessage (res));
-            PQclear (res);
-        }
         self->gen++;
         self->backoff_ms = RCD_DB_BACKOFF_MIN_MS;
         self->retry_at_ms = 0;
@@ -128,7 +120,6 @@ rcd_db_destroy (rcd_db_t **self_p)
     }
     if (self->conn)
         PQfinish (self->conn);
-    free (self->on_connect);
     free (self->url);
     free (self);
     *self_p = NULL;
@@ -144,23 +135,6 @@ uint64_t
 rcd_db_generation (rcd_db_t *self)
 {
     return self->gen;
-}
-
-int
-rcd_db_set_on_connect (rcd_db_t *self, const char *sql)
-{
-    char *copy = strdup (sql);
-    if (!copy)
-        return -1;
-    free (self->on_connect);
-    self->on_connect = copy;
-    if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
-        PGresult *res = PQexec (self->conn, sql);
-        bool ok = PQresultStatus (res) == PGRES_COMMAND_OK;
-        PQclear (res);
-        return ok ? 0 : -1;
-    }
-    return 0;
 }
 
 int

@@ -39,12 +39,6 @@ rcd_db_connected (rcd_db_t *self);
 uint64_t
 rcd_db_generation (rcd_db_t *self);
 
-/*  Sets constant session SQL (no parameters, e.g. "SET plan_cache_mode =
-    force_custom_plan") run after every (re)connect, so session settings
-    survive a reconnect. Copied. Returns 0 or -1. */
-int
-rcd_db_set_on_connect (rcd_db_t *self, const char *sql);
-
 /*  Registers a named statement, prepared on first use on every
     connection. Names and SQL are copied. */
 int
