@@ -72,7 +72,12 @@ const rcd_config_spec_t rcd_scheduler_config_specs[] = {
     business hours are open now (migration 0002), whose tenant has a usable
     instance and whose contact has not opted out. open_tenants is a tenant
     check, not a per-row one: the plan walks messages_due and memoizes the
-    answer per tenant_id, so rcd_business_open runs once per tenant met. */
+    answer per tenant_id, so rcd_business_open runs once per tenant met.
+    Check the prepared (generic) plan after any change here: it must stay
+    an ordered walk of messages_due. Passing the closed tenants as an
+    array parameter instead turned it into a sequential scan and a sort of
+    every due row (240 ms a claim at 100 000 pending, 4 300 msg/s), and
+    forcing custom plans cost a planning per claim on the nudge path. */
 static const char *s_claim_sql =
     "WITH open_tenants AS ("
     "  SELECT t.id FROM tenants t"
