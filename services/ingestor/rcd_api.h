@@ -151,6 +151,15 @@ rcd_api_reply_json (rcd_api_reply_t *reply, int status, json_t *obj);
 void
 rcd_api_reply_text (rcd_api_reply_t *reply, int status, const char *json_text);
 
+/*  Runs the prepared statement stmt, whose one row and column is the
+    answer's JSON document, and answers it with 200; no row answers 404
+    not_found with missing as the message; a failure answers as
+    rcd_api_reply_db_error. */
+void
+rcd_api_reply_document (rcd_api_req_t *req, rcd_api_reply_t *reply,
+                        const char *stmt, int nparams,
+                        const char *const *params, const char *missing);
+
 /*  Parses the request body as a JSON object. Returns 0 and *obj_p (caller
     owns it), or -2 with err filled (invalid_json). */
 int

@@ -207,15 +207,8 @@ rcd_api_contact_get (rcd_api_req_t *req, rcd_api_reply_t *reply)
     char tenant[24];
     snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
     const char *params[] = {tenant, phone};
-    rcd_db_res_t *res = NULL;
-    if (rcd_db_run (req->db, "contact_get", 2, params, &res) != 0)
-        rcd_api_reply_db_error (reply, req->db, "contact_get");
-    else if (rcd_db_res_rows (res) != 1)
-        rcd_api_reply_fail (reply, 404, "not_found", NULL,
+    rcd_api_reply_document (req, reply, "contact_get", 2, params,
                             "no contact with this phone");
-    else
-        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
-    rcd_db_res_destroy (&res);
 }
 
 void

@@ -94,6 +94,21 @@ rcd_api_reply_text (rcd_api_reply_t *reply, int status, const char *json_text)
     reply->status = status;
 }
 
+void
+rcd_api_reply_document (rcd_api_req_t *req, rcd_api_reply_t *reply,
+                        const char *stmt, int nparams,
+                        const char *const *params, const char *missing)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (req->db, stmt, nparams, params, &res) != 0)
+        rcd_api_reply_db_error (reply, req->db, stmt);
+    else if (rcd_db_res_rows (res) != 1)
+        rcd_api_reply_fail (reply, 404, "not_found", NULL, "%s", missing);
+    else
+        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
+    rcd_db_res_destroy (&res);
+}
+
 int
 rcd_api_parse_body (const rcd_api_req_t *req, json_t **obj_p,
                     rcd_api_error_t *err)

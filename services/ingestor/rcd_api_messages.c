@@ -579,15 +579,8 @@ rcd_api_message_get (rcd_api_req_t *req, rcd_api_reply_t *reply)
     snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
     snprintf (id, sizeof id, "%lld", (long long)req->id);
     const char *params[] = {tenant, id};
-    rcd_db_res_t *res = NULL;
-    if (rcd_db_run (req->db, "msg_get", 2, params, &res) != 0)
-        rcd_api_reply_db_error (reply, req->db, "msg_get");
-    else if (rcd_db_res_rows (res) != 1)
-        rcd_api_reply_fail (reply, 404, "not_found", NULL,
+    rcd_api_reply_document (req, reply, "msg_get", 2, params,
                             "no message with this id");
-    else
-        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
-    rcd_db_res_destroy (&res);
 }
 
 /*  Statuses a listing may filter on. */
@@ -657,12 +650,7 @@ rcd_api_message_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
     snprintf (after, sizeof after, "%lld", (long long)cursor);
     snprintf (lim, sizeof lim, "%lld", (long long)limit);
     const char *params[] = {tenant, status, since, after, lim};
-    rcd_db_res_t *res = NULL;
-    if (rcd_db_run (req->db, "msg_list", 5, params, &res) != 0)
-        rcd_api_reply_db_error (reply, req->db, "msg_list");
-    else
-        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
-    rcd_db_res_destroy (&res);
+    rcd_api_reply_document (req, reply, "msg_list", 5, params, "no listing");
 }
 
 void

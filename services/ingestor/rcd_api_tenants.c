@@ -189,14 +189,8 @@ rcd_api_tenant_get (rcd_api_req_t *req, rcd_api_reply_t *reply)
     char id[24];
     snprintf (id, sizeof id, "%lld", (long long)req->tenant_id);
     const char *params[] = {id};
-    rcd_db_res_t *res = NULL;
-    if (rcd_db_run (req->db, "tenant_get", 1, params, &res) != 0)
-        rcd_api_reply_db_error (reply, req->db, "tenant_get");
-    else if (rcd_db_res_rows (res) != 1)
-        rcd_api_reply_fail (reply, 404, "not_found", NULL, "no such tenant");
-    else
-        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
-    rcd_db_res_destroy (&res);
+    rcd_api_reply_document (req, reply, "tenant_get", 1, params,
+                            "no such tenant");
 }
 
 /*  Settings PATCH /v1/tenant may change; null is allowed only where the
@@ -595,10 +589,6 @@ rcd_api_instance_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
     char tenant[24];
     snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
     const char *params[] = {tenant};
-    rcd_db_res_t *res = NULL;
-    if (rcd_db_run (req->db, "instance_list", 1, params, &res) != 0)
-        rcd_api_reply_db_error (reply, req->db, "instance_list");
-    else
-        rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 0));
-    rcd_db_res_destroy (&res);
+    rcd_api_reply_document (req, reply, "instance_list", 1, params,
+                            "no listing");
 }
