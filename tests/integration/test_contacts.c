@@ -36,19 +36,12 @@ static fixture_t s_fx;
 
 /*  --- helpers --- */
 
-/*  Performs a request against the in-process ingestor and parses the
-    answer. *status gets the HTTP status. */
+/*  Calls the in-process ingestor. */
 static json_t *
 s_call (const char *method, const char *path, const char *key, const char *body,
         long *status)
 {
-    char url[512];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d%s", s_fx.port, path);
-    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
-    *status = res.status;
-    json_t *json = res.size ? json_loadb (res.body, res.size, 0, NULL) : NULL;
-    rcd_test_http_free (&res);
-    return json;
+    return rcd_test_api (s_fx.port, method, path, key, body, status);
 }
 
 /*  Calls and asserts the status; returns the answer. */
@@ -65,35 +58,13 @@ s_expect (long expected, const char *method, const char *path, const char *key,
     return a;
 }
 
-/*  Asserts an API.md error body: code and field (NULL: JSON null). */
-static void
-s_assert_error (json_t *answer, const char *code, const char *field)
-{
-    assert_non_null (answer);
-    json_t *err = json_object_get (answer, "error");
-    assert_true (json_is_object (err));
-    assert_string_equal (json_string_value (json_object_get (err, "code")),
-                         code);
-    const char *message = json_string_value (json_object_get (err, "message"));
-    assert_non_null (message);
-    assert_true (strlen (message) > 0);
-    json_t *f = json_object_get (err, "field");
-    if (field) {
-        if (!json_is_string (f))
-            fail_msg ("expected field %s, got none", field);
-        assert_string_equal (json_string_value (f), field);
-    }
-    else
-        assert_true (json_is_null (f));
-}
-
 /*  Calls, asserts a 400 with code and field, frees the answer. */
 static void
 s_expect_error (const char *method, const char *path, const char *key,
                 const char *body, const char *code, const char *field)
 {
     json_t *a = s_expect (400, method, path, key, body);
-    s_assert_error (a, code, field);
+    rcd_test_assert_api_error (a, code, field);
     json_decref (a);
 }
 
@@ -149,21 +120,6 @@ s_assert_status (long long id, const char *expected)
     free (status);
 }
 
-/*  Creates a tenant with the admin key; returns its API key. */
-static char *
-s_create_tenant (const char *name, long long *id)
-{
-    char body[256];
-    snprintf (body, sizeof body, "{\"name\":\"%s\"}", name);
-    json_t *answer = s_expect (201, "POST", "/v1/tenants", ADMIN_KEY, body);
-    const char *key = s_str (answer, "api_key");
-    assert_non_null (key);
-    char *copy = strdup (key);
-    *id = json_integer_value (json_object_get (answer, "id"));
-    json_decref (answer);
-    return copy;
-}
-
 /*  The tenant's settings document as text (keys sorted), for
     comparisons. Caller frees. */
 static char *
@@ -202,8 +158,10 @@ s_setup (void **state)
     assert_non_null (s_fx.actor);
     snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
     assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key_a = s_create_tenant ("tenant a", &s_fx.tenant_a);
-    s_fx.key_b = s_create_tenant ("tenant b", &s_fx.tenant_b);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+                                         &s_fx.tenant_a);
+    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+                                         &s_fx.tenant_b);
     return 0;
 }
 
@@ -292,7 +250,7 @@ test_get_of_an_unknown_contact_is_404 (void **state)
     (void)state;
     json_t *a =
         s_expect (404, "GET", "/v1/contacts/5511912340099", s_fx.key_a, NULL);
-    s_assert_error (a, "not_found", NULL);
+    rcd_test_assert_api_error (a, "not_found", NULL);
     json_decref (a);
     /* no route for other methods */
     a = s_expect (405, "DELETE", "/v1/contacts/5511912340099", s_fx.key_a,
@@ -474,7 +432,7 @@ test_tenants_do_not_see_each_others_contacts (void **state)
                           "{\"name\":\"Of A\",\"vars\":{\"s\":\"a\"}}");
     json_decref (r);
     r = s_expect (404, "GET", path, s_fx.key_b, NULL);
-    s_assert_error (r, "not_found", NULL);
+    rcd_test_assert_api_error (r, "not_found", NULL);
     json_decref (r);
     /* b's upload of the same number is b's own row */
     r = s_expect (200, "PUT", path, s_fx.key_b, "{\"name\":\"Of B\"}");
@@ -652,7 +610,7 @@ test_patch_refuses_bad_settings_and_changes_nothing (void **state)
                             bad[i].body[0] ? bad[i].body : NULL, &status);
         if (status != 400)
             fail_msg ("PATCH %s: expected 400, got %ld", bad[i].body, status);
-        s_assert_error (a, bad[i].code, bad[i].field);
+        rcd_test_assert_api_error (a, bad[i].code, bad[i].field);
         json_decref (a);
         char *after = s_settings (s_fx.key_a);
         if (strcmp (before, after) != 0)

@@ -44,46 +44,11 @@ static fixture_t s_fx;
 
 /*  --- helpers --- */
 
-/*  Performs a request against the in-process ingestor (or another port)
-    and parses the answer. *status gets the HTTP status. */
-static json_t *
-s_call_port (int port, const char *method, const char *path, const char *key,
-             const char *body, long *status)
-{
-    char url[512];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
-    *status = res.status;
-    json_t *json = res.size ? json_loadb (res.body, res.size, 0, NULL) : NULL;
-    rcd_test_http_free (&res);
-    return json;
-}
-
 static json_t *
 s_call (const char *method, const char *path, const char *key, const char *body,
         long *status)
 {
-    return s_call_port (s_fx.port, method, path, key, body, status);
-}
-
-/*  Asserts an API.md error body: code and field (NULL: JSON null). */
-static void
-s_assert_error (json_t *answer, const char *code, const char *field)
-{
-    assert_non_null (answer);
-    json_t *err = json_object_get (answer, "error");
-    assert_true (json_is_object (err));
-    assert_string_equal (json_string_value (json_object_get (err, "code")),
-                         code);
-    assert_true (json_is_string (json_object_get (err, "message")));
-    json_t *f = json_object_get (err, "field");
-    if (field) {
-        if (!json_is_string (f))
-            fail_msg ("expected field %s, got none", field);
-        assert_string_equal (json_string_value (f), field);
-    }
-    else
-        assert_true (json_is_null (f));
+    return rcd_test_api (s_fx.port, method, path, key, body, status);
 }
 
 static long long
@@ -103,24 +68,6 @@ s_post_message (const char *key, const char *body)
     assert_true (id > 0);
     json_decref (answer);
     return id;
-}
-
-/*  Creates a tenant with the admin key; returns its API key. */
-static char *
-s_create_tenant (const char *name, long long *id)
-{
-    char body[256];
-    snprintf (body, sizeof body, "{\"name\":\"%s\"}", name);
-    long status = 0;
-    json_t *answer = s_call ("POST", "/v1/tenants", ADMIN_KEY, body, &status);
-    assert_int_equal (status, 201);
-    const char *key = json_string_value (json_object_get (answer, "api_key"));
-    assert_non_null (key);
-    char *copy = strdup (key);
-    if (id)
-        *id = json_integer_value (json_object_get (answer, "id"));
-    json_decref (answer);
-    return copy;
 }
 
 /*  Drops every nudge already queued on the test's PULL socket. */
@@ -204,8 +151,10 @@ s_setup (void **state)
     s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
     assert_non_null (s_fx.actor);
     assert_true (s_healthy (s_fx.port));
-    s_fx.key_a = s_create_tenant ("tenant a", &s_fx.tenant_a);
-    s_fx.key_b = s_create_tenant ("tenant b", &s_fx.tenant_b);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+                                         &s_fx.tenant_a);
+    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+                                         &s_fx.tenant_b);
     return 0;
 }
 
@@ -239,7 +188,7 @@ test_healthz_and_readyz_answer_200 (void **state)
     json_decref (a);
     a = s_call ("GET", "/no/such/route", NULL, NULL, &status);
     assert_int_equal (status, 404);
-    s_assert_error (a, "not_found", NULL);
+    rcd_test_assert_api_error (a, "not_found", NULL);
     json_decref (a);
 }
 
@@ -254,20 +203,20 @@ test_tenant_creation_needs_the_admin_key (void **state)
     long status = 0;
     json_t *a = s_call ("POST", "/v1/tenants", NULL, body, &status);
     assert_int_equal (status, 401);
-    s_assert_error (a, "unauthorized", NULL);
+    rcd_test_assert_api_error (a, "unauthorized", NULL);
     json_decref (a);
     a = s_call ("POST", "/v1/tenants", "wrong-key", body, &status);
     assert_int_equal (status, 401);
-    s_assert_error (a, "unauthorized", NULL);
+    rcd_test_assert_api_error (a, "unauthorized", NULL);
     json_decref (a);
     a = s_call ("POST", "/v1/tenants", s_fx.key_a, body, &status);
     assert_int_equal (status, 403);
-    s_assert_error (a, "forbidden", NULL);
+    rcd_test_assert_api_error (a, "forbidden", NULL);
     json_decref (a);
     /* and the admin key is not a tenant key */
     a = s_call ("GET", "/v1/tenant", ADMIN_KEY, NULL, &status);
     assert_int_equal (status, 403);
-    s_assert_error (a, "forbidden", NULL);
+    rcd_test_assert_api_error (a, "forbidden", NULL);
     json_decref (a);
     assert_int_equal (s_count ("SELECT count(*) FROM tenants"), before);
 }
@@ -333,10 +282,10 @@ test_admin_api_is_forbidden_without_an_admin_key (void **state)
     zactor_t *actor = zactor_new (rcd_ingestor_server, &cfg);
     assert_true (s_healthy (port));
     long status = 0;
-    json_t *a = s_call_port (port, "POST", "/v1/tenants", "anything",
-                             "{\"name\":\"x\"}", &status);
+    json_t *a = rcd_test_api (port, "POST", "/v1/tenants", "anything",
+                              "{\"name\":\"x\"}", &status);
     assert_int_equal (status, 403);
-    s_assert_error (a, "forbidden", NULL);
+    rcd_test_assert_api_error (a, "forbidden", NULL);
     json_decref (a);
     zactor_destroy (&actor);
     rcd_config_free (rcd_ingestor_config_specs, &cfg);
@@ -414,7 +363,7 @@ test_instance_registration_never_answers_credentials (void **state)
                 "\"base_url\":\"http://127.0.0.1:9\",\"api_key\":\"k\"}",
                 &status);
     assert_int_equal (status, 409);
-    s_assert_error (a, "conflict", "name");
+    rcd_test_assert_api_error (a, "conflict", "name");
     json_decref (a);
     a = s_call ("GET", "/v1/instances", s_fx.key_b, NULL, &status);
     assert_int_equal (status, 200);
@@ -608,11 +557,11 @@ test_cancel_answers_200_then_409 (void **state)
     json_decref (a);
     a = s_call ("DELETE", path, s_fx.key_a, NULL, &status);
     assert_int_equal (status, 409);
-    s_assert_error (a, "conflict", NULL);
+    rcd_test_assert_api_error (a, "conflict", NULL);
     json_decref (a);
     a = s_call ("DELETE", "/v1/messages/999999999", s_fx.key_a, NULL, &status);
     assert_int_equal (status, 404);
-    s_assert_error (a, "not_found", NULL);
+    rcd_test_assert_api_error (a, "not_found", NULL);
     json_decref (a);
     char sql[160];
     snprintf (sql, sizeof sql,
@@ -632,7 +581,7 @@ test_other_tenants_messages_are_not_found (void **state)
     long status = 0;
     json_t *a = s_call ("GET", path, s_fx.key_b, NULL, &status);
     assert_int_equal (status, 404);
-    s_assert_error (a, "not_found", NULL);
+    rcd_test_assert_api_error (a, "not_found", NULL);
     json_decref (a);
     a = s_call ("DELETE", path, s_fx.key_b, NULL, &status);
     assert_int_equal (status, 404);
@@ -658,7 +607,8 @@ test_listing_pages_with_a_cursor (void **state)
 {
     (void)state;
     long long tenant = 0;
-    char *key = s_create_tenant ("lister", &tenant);
+    char *key =
+        rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "lister", &tenant);
     long long ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = s_post_message (
@@ -720,7 +670,7 @@ test_listing_pages_with_a_cursor (void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         a = s_call ("GET", bad[i][0], key, NULL, &status);
         assert_int_equal (status, 400);
-        s_assert_error (a, "invalid_field", bad[i][1]);
+        rcd_test_assert_api_error (a, "invalid_field", bad[i][1]);
         json_decref (a);
     }
     free (key);
@@ -731,7 +681,8 @@ test_batch_answers_each_item_and_stores_only_good_ones (void **state)
 {
     (void)state;
     long long tenant = 0;
-    char *key = s_create_tenant ("batcher", &tenant);
+    char *key =
+        rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "batcher", &tenant);
     const char *body =
         "{\"items\":["
         "{\"to\":\"11 91234-0001\",\"text\":\"b0\"},"
@@ -774,7 +725,8 @@ test_batch_answers_each_item_and_stores_only_good_ones (void **state)
             assert_null (json_object_get (item, "id"));
             json_t *wrapped =
                 json_pack ("{s:O}", "error", json_object_get (item, "error"));
-            s_assert_error (wrapped, expect[i].code, expect[i].field);
+            rcd_test_assert_api_error (wrapped, expect[i].code,
+                                       expect[i].field);
             json_decref (wrapped);
         }
     }
@@ -807,7 +759,7 @@ test_large_batch_is_stored_in_chunks_in_order (void **state)
 {
     (void)state;
     long long tenant = 0;
-    char *key = s_create_tenant ("bulk", &tenant);
+    char *key = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "bulk", &tenant);
     json_t *items = json_array ();
     for (int i = 0; i < 250; i++) {
         char to[32], text[32];
@@ -860,7 +812,7 @@ test_batch_over_the_limit_is_refused (void **state)
         s_call ("POST", "/v1/messages/batch", s_fx.key_a, body, &status);
     free (body);
     assert_int_equal (status, 413);
-    s_assert_error (a, "payload_too_large", "items");
+    rcd_test_assert_api_error (a, "payload_too_large", "items");
     json_decref (a);
     assert_int_equal (s_count ("SELECT count(*) FROM messages"), before);
 }
@@ -1023,7 +975,7 @@ test_bad_input_is_named_and_stores_nothing (void **state)
         if (status != c->status)
             fail_msg ("case %zu (%s): status %ld, expected %ld", i, c->body,
                       status, c->status);
-        s_assert_error (a, c->code, c->field);
+        rcd_test_assert_api_error (a, c->code, c->field);
         json_decref (a);
     }
     assert_int_equal (s_count (counts), before);
@@ -1043,7 +995,7 @@ test_oversize_body_is_refused_before_parsing (void **state)
     long status = 0;
     json_t *a = s_call ("POST", "/v1/messages", s_fx.key_a, body, &status);
     assert_int_equal (status, 413);
-    s_assert_error (a, "payload_too_large", NULL);
+    rcd_test_assert_api_error (a, "payload_too_large", NULL);
     json_decref (a);
 
     /* the same without a Content-Length: counted as it arrives */
@@ -1054,7 +1006,7 @@ test_oversize_body_is_refused_before_parsing (void **state)
         rcd_test_http ("POST", url, s_fx.key_a, body, chunked);
     assert_int_equal (res.status, 413);
     a = json_loads (res.body, 0, NULL);
-    s_assert_error (a, "payload_too_large", NULL);
+    rcd_test_assert_api_error (a, "payload_too_large", NULL);
     json_decref (a);
     rcd_test_http_free (&res);
     free (body);
@@ -1148,14 +1100,14 @@ test_database_down_answers_503 (void **state)
     zactor_t *actor = zactor_new (rcd_ingestor_server, &cfg);
     assert_true (s_healthy (port));
     long status = 0;
-    json_t *a = s_call_port (port, "GET", "/readyz", NULL, NULL, &status);
+    json_t *a = rcd_test_api (port, "GET", "/readyz", NULL, NULL, &status);
     assert_int_equal (status, 503);
-    s_assert_error (a, "unavailable", NULL);
+    rcd_test_assert_api_error (a, "unavailable", NULL);
     json_decref (a);
-    a = s_call_port (port, "POST", "/v1/messages", s_fx.key_a,
-                     "{\"to\":\"+5511912345678\",\"text\":\"x\"}", &status);
+    a = rcd_test_api (port, "POST", "/v1/messages", s_fx.key_a,
+                      "{\"to\":\"+5511912345678\",\"text\":\"x\"}", &status);
     assert_int_equal (status, 503);
-    s_assert_error (a, "unavailable", NULL);
+    rcd_test_assert_api_error (a, "unavailable", NULL);
     json_decref (a);
     zactor_destroy (&actor);
     rcd_config_free (rcd_ingestor_config_specs, &cfg);
@@ -1194,8 +1146,8 @@ test_binary_exits_0_on_sigterm (void **state)
     assert_true (s_healthy (port));
     long status = 0;
     json_t *a =
-        s_call_port (port, "POST", "/v1/messages", s_fx.key_a,
-                     "{\"to\":\"+5511912345678\",\"text\":\"bin\"}", &status);
+        rcd_test_api (port, "POST", "/v1/messages", s_fx.key_a,
+                      "{\"to\":\"+5511912345678\",\"text\":\"bin\"}", &status);
     assert_int_equal (status, 202);
     json_decref (a);
     assert_int_equal (rcd_test_stop (pid, SIGTERM, 15000), 0);

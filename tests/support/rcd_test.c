@@ -198,6 +198,62 @@ rcd_test_http_free (rcd_test_http_t *res)
     res->size = 0;
 }
 
+json_t *
+rcd_test_api (int port, const char *method, const char *path, const char *key,
+              const char *body, long *status)
+{
+    char url[512];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d%s", port, path);
+    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
+    *status = res.status;
+    json_t *json = res.size ? json_loadb (res.body, res.size, 0, NULL) : NULL;
+    rcd_test_http_free (&res);
+    return json;
+}
+
+void
+rcd_test_assert_api_error (json_t *answer, const char *code, const char *field)
+{
+    assert_non_null (answer);
+    json_t *err = json_object_get (answer, "error");
+    assert_true (json_is_object (err));
+    assert_string_equal (json_string_value (json_object_get (err, "code")),
+                         code);
+    const char *message = json_string_value (json_object_get (err, "message"));
+    assert_non_null (message);
+    assert_true (strlen (message) > 0);
+    json_t *f = json_object_get (err, "field");
+    if (field) {
+        if (!json_is_string (f))
+            fail_msg ("expected field %s, got none", field);
+        assert_string_equal (json_string_value (f), field);
+    }
+    else
+        assert_true (json_is_null (f));
+}
+
+char *
+rcd_test_create_tenant (int port, const char *admin_key, const char *name,
+                        long long *id)
+{
+    json_t *body = json_pack ("{s:s}", "name", name);
+    char *text = json_dumps (body, JSON_COMPACT);
+    json_decref (body);
+    long status = 0;
+    json_t *answer =
+        rcd_test_api (port, "POST", "/v1/tenants", admin_key, text, &status);
+    free (text);
+    if (status != 201)
+        fail_msg ("POST /v1/tenants: expected 201, got %ld", status);
+    const char *key = json_string_value (json_object_get (answer, "api_key"));
+    assert_non_null (key);
+    char *copy = strdup (key);
+    if (id)
+        *id = json_integer_value (json_object_get (answer, "id"));
+    json_decref (answer);
+    return copy;
+}
+
 pid_t
 rcd_test_spawn (const char *const *argv, const char *const *env,
                 const char *log_path)

@@ -9,6 +9,7 @@
 #ifndef RCD_TEST_H_INCLUDED
 #define RCD_TEST_H_INCLUDED
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -54,6 +55,25 @@ rcd_test_http (const char *method, const char *url, const char *bearer,
 
 void
 rcd_test_http_free (rcd_test_http_t *res);
+
+/*  Calls the HTTP API on 127.0.0.1:port and parses the answer (NULL for
+    an empty or non-JSON body; caller decrefs). *status gets the HTTP
+    status, 0 when the request failed. */
+json_t *
+rcd_test_api (int port, const char *method, const char *path, const char *key,
+              const char *body, long *status);
+
+/*  Asserts an API.md error body: the code, a non-empty message and the
+    field (NULL: JSON null). */
+void
+rcd_test_assert_api_error (json_t *answer, const char *code, const char *field);
+
+/*  Creates a tenant through POST /v1/tenants with the admin key, asserting
+    201; answers its API key (caller frees) and its id in *id (may be
+    NULL). */
+char *
+rcd_test_create_tenant (int port, const char *admin_key, const char *name,
+                        long long *id);
 
 /*  Starts a program with extra environment entries ("K=V", NULL-ended)
     added to ours; its stdout/stderr go to log_path (appended) when given.
