@@ -16,6 +16,14 @@ rcd_clock_now_ms (void);
 int64_t
 rcd_clock_now_us (void);
 
+#ifdef RECADO_TEST_HOOKS
+/*  Test builds only: moves this process's wall clock (rcd_clock_now_*)
+    by offset_ms. Statements that take their "now" from the caller see
+    the moved clock; production builds have no such knob. */
+void
+rcd_clock_test_shift_ms (int64_t offset_ms);
+#endif
+
 /*  Monotonic milliseconds since an arbitrary start. */
 int64_t
 rcd_clock_mono_ms (void);
