@@ -104,6 +104,23 @@ rcd_api_contact_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_contact_opt_out (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
+/*  Handlers: templates (rcd_api_templates.c); req->arg is the key. */
+void
+rcd_api_template_put (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_template_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
+/*  Handlers: billing cycles (rcd_api_cycles.c); req->arg is the
+    external_billing_id. */
+void
+rcd_api_cycle_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_cycle_batch (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_cycle_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_cycle_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
 /*  Registers the named statements the handlers run, on a new
     connection. */
 int
@@ -112,6 +129,45 @@ int
 rcd_api_messages_prepare (rcd_db_t *db);
 int
 rcd_api_contacts_prepare (rcd_db_t *db);
+int
+rcd_api_templates_prepare (rcd_db_t *db);
+int
+rcd_api_cycles_prepare (rcd_db_t *db);
+
+/*  --- rendering templates (rcd_api_templates.c) --- */
+
+/*  What rendering a chunk of messages needs, loaded in one round trip. */
+typedef struct rcd_api_render rcd_api_render_t;
+
+/*  Loads the templates named in keys[0..n) (NULL entries skipped) and the
+    tenant's generic template, the stored contacts of phones[0..n), and
+    nids fresh message ids. keys or phones may be NULL. Returns 0, or -1
+    on a database failure. */
+int
+rcd_api_render_load (rcd_db_t *db, int64_t tenant_id, const char *const *keys,
+                     const char *const *phones, size_t n, size_t nids,
+                     rcd_api_render_t **self_p);
+void
+rcd_api_render_destroy (rcd_api_render_t **self_p);
+
+/*  The next of the fresh message ids (0 when none is left). */
+int64_t
+rcd_api_render_next_id (rcd_api_render_t *self);
+
+/*  The stored contact of phone as {name, vars}, or NULL. Borrowed. */
+json_t *
+rcd_api_render_contact (rcd_api_render_t *self, const char *phone);
+
+/*  Renders the message with id from template key (NULL or unknown: the
+    tenant's generic template), variation id % n, placeholders filled
+    from scopes in order. prefix ("" or "items[3].") goes before field
+    names in errors. Returns 0 with *out_p (caller frees), or -2 with err
+    filled (no template; a placeholder without a value, named as
+    "<prefix>vars.<name>"). */
+int
+rcd_api_render_text (rcd_api_render_t *self, const char *key, int64_t id,
+                     json_t *const *scopes, size_t nscopes, const char *prefix,
+                     char **out_p, rcd_api_error_t *err);
 
 /*  Most messages a batch may hold. */
 #define RCD_API_BATCH_MAX 1000
@@ -203,6 +259,17 @@ rcd_api_check_business_hours (json_t *value, rcd_api_error_t *err);
     minutes of the day. Returns them, or -1 when malformed. */
 int
 rcd_api_parse_clock (const char *text, bool end);
+
+/*  Limits of a vars object (a message's, a cycle's or a contact's). */
+#define RCD_API_VARS_MAX        100
+#define RCD_API_VAR_VALUE_CHARS 1000
+
+/*  Checks a vars object: at most RCD_API_VARS_MAX keys of letters,
+    digits and '_' (the names {{var}} placeholders use), to strings or
+    numbers. prefix ("" or "items[3].") goes before "vars" in errors.
+    Returns 0 or -2 with err filled. */
+int
+rcd_api_check_vars (json_t *vars, const char *prefix, rcd_api_error_t *err);
 
 /*  Parses a decimal id of 1 to 18 digits. Returns 0 or -2. */
 int

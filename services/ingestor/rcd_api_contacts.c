@@ -15,11 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*  Limits of a contact's fields. */
-#define S_NAME_CHARS      200
-#define S_VARS_MAX        100
-#define S_VAR_KEY_MAX     64
-#define S_VAR_VALUE_CHARS 1000
+/*  Longest contact name, in characters. */
+#define S_NAME_CHARS 200
 
 /*  SQL reads better laid out as SQL. */
 /* clang-format off */
@@ -106,40 +103,6 @@ s_phone (const rcd_api_req_t *req, char *phone, size_t phone_size,
     return 0;
 }
 
-/*  vars: at most S_VARS_MAX keys of letters, digits and '_' (the
-    {{var}} placeholders that use them), to strings or numbers. */
-static int
-s_check_vars (json_t *vars, rcd_api_error_t *err)
-{
-    if (json_object_size (vars) > S_VARS_MAX)
-        return rcd_api_fail (err, 400, "invalid_field", "vars",
-                             "must hold at most %d variables", S_VARS_MAX);
-    char path[S_VAR_KEY_MAX + 8];
-    const char *key;
-    json_t *value;
-    json_object_foreach (vars, key, value)
-    {
-        size_t len = strlen (key);
-        if (len < 1 || len > S_VAR_KEY_MAX ||
-            strspn (key, "abcdefghijklmnopqrstuvwxyz"
-                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != len)
-            return rcd_api_fail (err, 400, "invalid_field", "vars",
-                                 "variable names must be 1 to %d letters, "
-                                 "digits or '_'",
-                                 S_VAR_KEY_MAX);
-        snprintf (path, sizeof path, "vars.%s", key);
-        if (!json_is_string (value) && !json_is_number (value))
-            return rcd_api_fail (err, 400, "invalid_field", path,
-                                 "must be a string or a number");
-        if (json_is_string (value) &&
-            rcd_api_utf8_length (json_string_value (value)) > S_VAR_VALUE_CHARS)
-            return rcd_api_fail (err, 400, "invalid_field", path,
-                                 "must be at most %d characters",
-                                 S_VAR_VALUE_CHARS);
-    }
-    return 0;
-}
-
 void
 rcd_api_contact_put (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
@@ -164,7 +127,7 @@ rcd_api_contact_put (rcd_api_req_t *req, rcd_api_reply_t *reply)
     }
     json_t *v = json_object_get (body, "vars");
     if (json_is_object (v)) {
-        if (s_check_vars (v, &err) != 0)
+        if (rcd_api_check_vars (v, "", &err) != 0)
             goto invalid;
         vars = json_dumps (v, JSON_COMPACT);
         if (!vars) {

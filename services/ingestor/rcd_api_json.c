@@ -5,6 +5,7 @@
     fails it has cost no round trip and stored nothing.
 */
 #include "rcd_api.h"
+#include "rcd_template.h"
 #include "rcd_log.h"
 
 #include <stdio.h>
@@ -416,5 +417,39 @@ rcd_api_parse_id (const char *text, int64_t *id_p)
     if (v <= 0)
         return -2;
     *id_p = v;
+    return 0;
+}
+
+int
+rcd_api_check_vars (json_t *vars, const char *prefix, rcd_api_error_t *err)
+{
+    char path[RCD_TEMPLATE_NAME_MAX + 64];
+    snprintf (path, sizeof path, "%svars", prefix);
+    if (json_object_size (vars) > RCD_API_VARS_MAX)
+        return rcd_api_fail (err, 400, "invalid_field", path,
+                             "must hold at most %d variables",
+                             RCD_API_VARS_MAX);
+    const char *key;
+    json_t *value;
+    json_object_foreach (vars, key, value)
+    {
+        size_t len = strlen (key);
+        if (len < 1 || len > RCD_TEMPLATE_NAME_MAX ||
+            strspn (key, "abcdefghijklmnopqrstuvwxyz"
+                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != len)
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "variable names must be 1 to %d letters, "
+                                 "digits or '_'",
+                                 RCD_TEMPLATE_NAME_MAX);
+        snprintf (path, sizeof path, "%svars.%s", prefix, key);
+        if (!json_is_string (value) && !json_is_number (value))
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "must be a string or a number");
+        if (json_is_string (value) && rcd_api_utf8_length (json_string_value (
+                                          value)) > RCD_API_VAR_VALUE_CHARS)
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "must be at most %d characters",
+                                 RCD_API_VAR_VALUE_CHARS);
+    }
     return 0;
 }

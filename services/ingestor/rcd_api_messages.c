@@ -51,7 +51,8 @@ int
 rcd_api_messages_prepare (rcd_db_t *db)
 {
     int rc = 0;
-    /* $1 tenant, then one array per column, in item order. An item naming
+    /* $1 tenant, then one array per column, in item order ($10: the id
+       drawn for a rendered text, else NULL). An item naming
        an unknown instance gets no id and is not inserted; a conflicting
        idempotency key finds the row that won, inserted by an earlier
        item of this statement (b) or before it (e). */
@@ -62,12 +63,14 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "         u.valid_until::timestamptz AS valid_until,"
         "         i.id AS instance_id, u.delay_ms, u.idem,"
         "         CASE WHEN u.instance IS NULL OR i.id IS NOT NULL"
-        "              THEN nextval('messages_id_seq') END AS id"
+        "              THEN COALESCE(u.given_id, nextval('messages_id_seq'))"
+        "         END AS id"
         "    FROM unnest($2::text[], $3::text[], $4::int[], $5::text[],"
-        "                $6::text[], $7::text[], $8::int[], $9::text[])"
+        "                $6::text[], $7::text[], $8::int[], $9::text[],"
+        "                $10::bigint[])"
         "         WITH ORDINALITY AS u(to_phone, body, priority, send_at,"
         "                              valid_until, instance, delay_ms,"
-        "                              idem, ord)"
+        "                              idem, given_id, ord)"
         "    LEFT JOIN instances i"
         "           ON i.tenant_id = $1::bigint AND i.name = u.instance"
         "), ins AS ("
@@ -180,8 +183,12 @@ rcd_api_messages_prepare (rcd_db_t *db)
     from the parsed body. */
 typedef struct {
     char to[RCD_PHONE_MAX]; /* E.164 */
-    const char *text;
-    int priority; /* 0 high, 1 normal, 2 low */
+    const char *text;       /* the text, or rendered */
+    const char *template_key;
+    json_t *vars;   /* with a template; borrowed */
+    char *rendered; /* owned; freed by s_msgs_free */
+    int64_t id;     /* drawn for rendering; 0: from the sequence */
+    int priority;   /* 0 high, 1 normal, 2 low */
     const char *send_at;
     const char *valid_until;
     const char *instance;
@@ -192,8 +199,8 @@ typedef struct {
 static const rcd_api_field_t s_message_fields[] = {
     {"to", RCD_API_STRING, true},
     {"text", RCD_API_STRING, false},
-    {"template", RCD_API_ANY, false},
-    {"vars", RCD_API_ANY, false},
+    {"template", RCD_API_STRING, false},
+    {"vars", RCD_API_OBJECT, false},
     {"send_at", RCD_API_STRING, false},
     {"valid_until", RCD_API_STRING, false},
     {"priority", RCD_API_STRING, false},
@@ -220,14 +227,6 @@ s_parse_message (json_t *item, const char *prefix, const char *default_country,
         return rcd_api_fail (err, 400, "invalid_field", path,
                              "a message must be an object");
     }
-    /* templates arrive with issue 3: name them before anything else */
-    if (json_object_get (item, "template"))
-        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("template"),
-                             "templates are not supported yet");
-    if (json_object_get (item, "vars"))
-        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("vars"),
-                             "vars go with a template; templates are not "
-                             "supported yet");
     if (rcd_api_check_fields (item, s_message_fields, prefix, err) != 0)
         return -2;
 
@@ -239,10 +238,27 @@ s_parse_message (json_t *item, const char *prefix, const char *default_country,
                              why ? why : "invalid");
 
     m->text = rcd_api_string (item, "text");
-    if (!m->text)
+    m->template_key = rcd_api_string (item, "template");
+    m->vars = json_object_get (item, "vars");
+    if (json_is_null (m->vars))
+        m->vars = NULL;
+    if (m->text && m->template_key)
+        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("template"),
+                             "give either text or template, not both");
+    if (!m->text && !m->template_key)
         return rcd_api_fail (err, 400, "missing_field", S_PATH ("text"),
-                             "is required");
-    size_t len = strlen (m->text);
+                             "is required (or a template)");
+    if (m->vars && !m->template_key)
+        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("vars"),
+                             "vars fill a template's placeholders; give a "
+                             "template");
+    if (m->vars && rcd_api_check_vars (m->vars, prefix, err) != 0)
+        return -2;
+    if (m->template_key &&
+        (!*m->template_key || strlen (m->template_key) > 100))
+        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("template"),
+                             "must be a template key of 1 to 100 bytes");
+    size_t len = m->text ? strlen (m->text) : 1;
     if (len < 1 || len > S_TEXT_MAX)
         return rcd_api_fail (err, 400, "invalid_field", S_PATH ("text"),
                              "must be 1 to %d bytes", S_TEXT_MAX);
@@ -345,7 +361,7 @@ static int
 s_insert (rcd_db_t *db, int64_t tenant_id, const s_msg_t *msgs, size_t n,
           s_result_t *results)
 {
-    enum { TO, BODY, PRIO, SEND, UNTIL, INST, DELAY, IDEM, NCOLS };
+    enum { TO, BODY, PRIO, SEND, UNTIL, INST, DELAY, IDEM, GIVEN, NCOLS };
     char *arr[NCOLS] = {NULL};
     size_t len[NCOLS] = {0}, cap[NCOLS] = {0};
     rcd_db_res_t *res = NULL;
@@ -368,13 +384,18 @@ s_insert (rcd_db_t *db, int64_t tenant_id, const s_msg_t *msgs, size_t n,
             rcd_db_text_array_append (&arr[IDEM], &len[IDEM], &cap[IDEM],
                                       m->idempotency_key))
             goto cleanup;
+        char id[24];
+        snprintf (id, sizeof id, "%lld", (long long)m->id);
+        if (rcd_db_text_array_append (&arr[GIVEN], &len[GIVEN], &cap[GIVEN],
+                                      m->id ? id : NULL))
+            goto cleanup;
     }
     char tenant[24];
     snprintf (tenant, sizeof tenant, "%lld", (long long)tenant_id);
-    const char *params[] = {tenant,    arr[TO],    arr[BODY],
-                            arr[PRIO], arr[SEND],  arr[UNTIL],
-                            arr[INST], arr[DELAY], arr[IDEM]};
-    if (rcd_db_run (db, "msg_insert", 9, params, &res) != 0)
+    const char *params[] = {tenant,    arr[TO],    arr[BODY], arr[PRIO],
+                            arr[SEND], arr[UNTIL], arr[INST], arr[DELAY],
+                            arr[IDEM], arr[GIVEN]};
+    if (rcd_db_run (db, "msg_insert", 10, params, &res) != 0)
         goto cleanup;
     int rows = rcd_db_res_rows (res);
     for (int r = 0; r < rows; r++) {
@@ -402,6 +423,78 @@ cleanup:
     return rc;
 }
 
+/*  Renders the templated messages among msgs[0..n), a round trip per
+    S_CHUNK that holds any: each gets a fresh id and its text. Built-in
+    values: name (the stored contact's). A message that cannot be
+    rendered is dropped from msgs and index, its error put in
+    answers[index[k]] (or, with no answers, in *err). Returns the count
+    left, or -1 on a database failure. */
+static long
+s_render (rcd_api_req_t *req, s_msg_t *msgs, size_t *index, size_t n,
+          json_t *answers, rcd_api_error_t *err, uint32_t *rejected)
+{
+    size_t kept = 0;
+    for (size_t start = 0; start < n; start += S_CHUNK) {
+        size_t count = n - start < S_CHUNK ? n - start : S_CHUNK;
+        const char *keys[S_CHUNK], *phones[S_CHUNK];
+        size_t templated = 0;
+        for (size_t k = 0; k < count; k++) {
+            keys[k] = msgs[start + k].template_key;
+            phones[k] = keys[k] ? msgs[start + k].to : NULL;
+            templated += keys[k] != NULL;
+        }
+        rcd_api_render_t *ctx = NULL;
+        if (templated &&
+            rcd_api_render_load (req->db, req->tenant_id, keys, phones, count,
+                                 templated, &ctx) != 0)
+            return -1;
+        for (size_t k = start; k < start + count; k++) {
+            s_msg_t *m = &msgs[k];
+            if (m->template_key) {
+                json_t *contact = rcd_api_render_contact (ctx, m->to);
+                json_t *builtins = json_pack (
+                    "{s:O?}", "name", json_object_get (contact, "name"));
+                json_t *scopes[] = {m->vars, json_object_get (contact, "vars"),
+                                    builtins};
+                char prefix[32] = "";
+                if (answers)
+                    snprintf (prefix, sizeof prefix, "items[%zu].", index[k]);
+                m->id = rcd_api_render_next_id (ctx);
+                int rc =
+                    rcd_api_render_text (ctx, m->template_key, m->id, scopes, 3,
+                                         prefix, &m->rendered, err);
+                json_decref (builtins);
+                if (rc != 0) {
+                    if (answers)
+                        json_object_set_new (json_array_get (answers, index[k]),
+                                             "error", rcd_api_error_json (err));
+                    (*rejected)++;
+                    continue;
+                }
+                m->text = m->rendered;
+            }
+            if (kept != k) {
+                msgs[kept] = *m;
+                m->rendered = NULL; /* moved */
+                index[kept] = index[k];
+            }
+            kept++;
+        }
+        rcd_api_render_destroy (&ctx);
+    }
+    return (long)kept;
+}
+
+/*  Frees what rendering allocated in msgs[0..n). */
+static void
+s_msgs_free (s_msg_t *msgs, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        free (msgs[k].rendered);
+        msgs[k].rendered = NULL;
+    }
+}
+
 /*  Settles an S_RETRY item: the message a concurrent request stored with
     the same key, committed after our statement's snapshot. */
 static void
@@ -427,11 +520,21 @@ rcd_api_message_create (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
     rcd_api_error_t err;
     json_t *body = NULL;
-    s_msg_t m;
+    s_msg_t m = {.rendered = NULL};
+    size_t index = 0;
     s_result_t result = {S_FAILED, NULL};
     if (rcd_api_parse_body (req, &body, &err) != 0 ||
         s_parse_message (body, "", req->default_country, &m, &err) != 0) {
         reply->rejected = 1;
+        rcd_api_reply_error (reply, &err);
+        goto cleanup;
+    }
+    long left = s_render (req, &m, &index, 1, NULL, &err, &reply->rejected);
+    if (left < 0) {
+        rcd_api_reply_db_error (reply, req->db, "render_load");
+        goto cleanup;
+    }
+    if (left == 0) {
         rcd_api_reply_error (reply, &err);
         goto cleanup;
     }
@@ -462,6 +565,7 @@ rcd_api_message_create (rcd_api_req_t *req, rcd_api_reply_t *reply)
             break;
     }
 cleanup:
+    s_msgs_free (&m, 1);
     json_decref (result.answer);
     json_decref (body);
 }
@@ -521,6 +625,14 @@ rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
         json_array_append_new (answers, answer);
     }
 
+    long left =
+        s_render (req, msgs, index, nvalid, answers, &err, &reply->rejected);
+    if (left < 0) {
+        rcd_api_reply_db_error (reply, req->db, "render_load");
+        goto cleanup;
+    }
+    nvalid = (size_t)left;
+
     /* store the valid ones, a chunk per statement (and transaction) */
     for (size_t start = 0; start < nvalid; start += S_CHUNK) {
         size_t n = nvalid - start < S_CHUNK ? nvalid - start : S_CHUNK;
@@ -567,6 +679,8 @@ cleanup:
             json_decref (results[k].answer);
     free (results);
     free (index);
+    if (msgs)
+        s_msgs_free (msgs, json_array_size (answers));
     free (msgs);
     json_decref (answers);
     json_decref (body);

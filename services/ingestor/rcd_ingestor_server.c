@@ -224,7 +224,9 @@ s_pool_acquire (self_t *self)
         rcd_db_prepare (db, "ready", "SELECT 1") != 0 ||
         rcd_api_tenants_prepare (db) != 0 ||
         rcd_api_messages_prepare (db) != 0 ||
-        rcd_api_contacts_prepare (db) != 0)
+        rcd_api_contacts_prepare (db) != 0 ||
+        rcd_api_templates_prepare (db) != 0 ||
+        rcd_api_cycles_prepare (db) != 0)
         rcd_db_destroy (&db);
     return db;
 }
@@ -409,6 +411,17 @@ static const s_route_t s_routes[] = {
      S_MADE_NOTHING},
     {"POST", "/v1/contacts/{phone}/opt-out", S_TENANT, rcd_api_contact_opt_out,
      S_MADE_NOTHING},
+    {"PUT", "/v1/templates/{key}", S_TENANT, rcd_api_template_put,
+     S_MADE_NOTHING},
+    {"GET", "/v1/templates", S_TENANT, rcd_api_template_list, S_MADE_NOTHING},
+    {"POST", "/v1/billing-cycles/batch", S_TENANT, rcd_api_cycle_batch,
+     S_MADE_NOTHING},
+    {"POST", "/v1/billing-cycles", S_TENANT, rcd_api_cycle_create,
+     S_MADE_NOTHING},
+    {"GET", "/v1/billing-cycles/{external_billing_id}", S_TENANT,
+     rcd_api_cycle_get, S_MADE_NOTHING},
+    {"POST", "/v1/billing-cycles/{external_billing_id}/cancel", S_TENANT,
+     rcd_api_cycle_cancel, S_MADE_NOTHING},
 };
 
 /*  True when path matches pattern. A pattern holds at most one "{...}"
