@@ -52,7 +52,9 @@ rcd_api_messages_prepare (rcd_db_t *db)
 {
     int rc = 0;
     /* $1 tenant, then one array per column, in item order ($10: the id
-       drawn for a rendered text, else NULL). An item naming
+       drawn for a rendered text, else NULL). A message to a contact who
+       opted out is stored 'blocked', so it is answered and visible but
+       never waits in the due index. An item naming
        an unknown instance gets no id and is not inserted; a conflicting
        idempotency key finds the row that won, inserted by an earlier
        item of this statement (b) or before it (e). */
@@ -62,6 +64,7 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "         COALESCE(u.send_at::timestamptz, now()) AS send_at,"
         "         u.valid_until::timestamptz AS valid_until,"
         "         i.id AS instance_id, u.delay_ms, u.idem,"
+        "         COALESCE(c.opted_out, false) AS opted_out,"
         "         CASE WHEN u.instance IS NULL OR i.id IS NOT NULL"
         "              THEN COALESCE(u.given_id, nextval('messages_id_seq'))"
         "         END AS id"
@@ -73,20 +76,26 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "                              idem, given_id, ord)"
         "    LEFT JOIN instances i"
         "           ON i.tenant_id = $1::bigint AND i.name = u.instance"
+        "    LEFT JOIN contacts c"
+        "           ON c.tenant_id = $1::bigint AND c.phone = u.to_phone"
         "), ins AS ("
         "  INSERT INTO messages (id, tenant_id, to_phone, body, priority,"
         "                        send_at, valid_until, instance_id, pinned,"
-        "                        delay_ms, idempotency_key)"
+        "                        delay_ms, idempotency_key, status,"
+        "                        last_error)"
         "  SELECT id, $1::bigint, to_phone, body, priority, send_at,"
         "         valid_until, instance_id, instance_id IS NOT NULL,"
-        "         delay_ms, idem"
+        "         delay_ms, idem,"
+        "         CASE WHEN opted_out THEN 'blocked' ELSE 'pending' END,"
+        "         CASE WHEN opted_out THEN 'contact opted out' END"
         "    FROM input WHERE id IS NOT NULL ORDER BY ord"
         "  ON CONFLICT (tenant_id, idempotency_key)"
         "     WHERE idempotency_key IS NOT NULL DO NOTHING"
         "  RETURNING id, idempotency_key, status, to_phone, send_at"
         "), hist AS ("
         "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
-        "  SELECT $1::bigint, id, 'pending', 'accepted' FROM ins"
+        "  SELECT $1::bigint, id, status, CASE status WHEN 'pending'"
+        "         THEN 'accepted' ELSE 'contact opted out' END FROM ins"
         ")"
         "SELECT u.ord,"
         "       CASE WHEN a.id IS NOT NULL THEN 'created'"

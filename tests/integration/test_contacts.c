@@ -421,6 +421,21 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
     /* tenant b's contact with the same number is not opted out */
     r = s_expect (404, "GET", "/v1/contacts/21998760004", s_fx.key_b, NULL);
     json_decref (r);
+
+    /* a message accepted after the opt-out is stored blocked, never
+       pending; tenant b's to the same number is pending */
+    r = s_expect (202, "POST", "/v1/messages", s_fx.key_a,
+                  "{\"to\":\"21998760004\",\"text\":\"fatura\"}");
+    assert_string_equal (s_str (r, "status"), "blocked");
+    long long late = json_integer_value (json_object_get (r, "id"));
+    json_decref (r);
+    s_assert_status (late, "blocked");
+    snprintf (ids, sizeof ids, "{%lld}", late);
+    assert_int_equal (s_count (hist, ids, t), 1);
+    r = s_expect (202, "POST", "/v1/messages", s_fx.key_b,
+                  "{\"to\":\"21998760004\",\"text\":\"fatura\"}");
+    assert_string_equal (s_str (r, "status"), "pending");
+    json_decref (r);
 }
 
 static void
