@@ -31,6 +31,7 @@ struct rcd_db {
     int64_t retry_at_ms; /* no reconnect attempt before this */
     int backoff_ms;      /* next backoff */
     s_stmt_t *stmts;     /* registered statements */
+    char *on_connect;    /* run first on every new session; NULL: none */
     char error[512];     /* last error text */
     char sqlstate[6];    /* last SQLSTATE */
 };
@@ -52,6 +53,25 @@ s_notice_ignore (void *arg, const char *message)
     (void)message;
 }
 
+/*  Runs the on-connect statement on a new session. Returns 0 or -1
+    (error set). */
+static int
+s_session_init (rcd_db_t *self)
+{
+    if (!self->on_connect)
+        return 0;
+    PGresult *res = PQexec (self->conn, self->on_connect);
+    int rc = PQresultStatus (res) == PGRES_COMMAND_OK ||
+                     PQresultStatus (res) == PGRES_TUPLES_OK
+                 ? 0
+                 : -1;
+    if (rc != 0)
+        s_set_error (self, PQresultErrorMessage (res),
+                     PQresultErrorField (res, PG_DIAG_SQLSTATE));
+    PQclear (res);
+    return rc;
+}
+
 /*  Connects (or reconnects) when the connection is down and backoff
     allows. Returns true when connected. */
 static bool
@@ -71,15 +91,22 @@ s_ensure_connected (rcd_db_t *self)
     const char *keys[] = {"connect_timeout", "dbname", NULL};
     const char *values[] = {"5", self->url, NULL};
     self->conn = PQconnectdbParams (keys, values, 1);
-    if (self->conn && PQstatus (self->conn) == CONNECTION_OK) {
+    if (self->conn && PQstatus (self->conn) == CONNECTION_OK &&
+        s_session_init (self) == 0) {
         PQsetNoticeProcessor (self->conn, s_notice_ignore, NULL);
         self->gen++;
         self->backoff_ms = RCD_DB_BACKOFF_MIN_MS;
         self->retry_at_ms = 0;
         return true;
     }
-    s_set_error (self, self->conn ? PQerrorMessage (self->conn) : "no memory",
-                 "08006");
+    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK)
+        s_set_error (self,
+                     self->conn ? PQerrorMessage (self->conn) : "no memory",
+                     "08006");
+    else { /* connected, but the session could not be set up */
+        PQfinish (self->conn);
+        self->conn = NULL;
+    }
     rcd_log_warn ("db: connect failed", "{s:s, s:i}", "error", self->error,
                   "retry_ms", self->backoff_ms);
     self->retry_at_ms = now + self->backoff_ms;
@@ -120,9 +147,28 @@ rcd_db_destroy (rcd_db_t **self_p)
     }
     if (self->conn)
         PQfinish (self->conn);
+    free (self->on_connect);
     free (self->url);
     free (self);
     *self_p = NULL;
+}
+
+int
+rcd_db_on_connect (rcd_db_t *self, const char *sql)
+{
+    char *copy = strdup (sql);
+    if (!copy)
+        return -1;
+    free (self->on_connect);
+    self->on_connect = copy;
+    if (!self->conn || PQstatus (self->conn) != CONNECTION_OK)
+        return 0;
+    if (s_session_init (self) == 0)
+        return 0;
+    /* a session that could not be set up is not used */
+    PQfinish (self->conn);
+    self->conn = NULL;
+    return -1;
 }
 
 bool

@@ -30,6 +30,13 @@ rcd_db_new (const char *url);
 void
 rcd_db_destroy (rcd_db_t **self_p);
 
+/*  Sets the statement run first on every new session (now, when
+    connected, and after each reconnect), e.g. a SET ROLE, so a session
+    remade behind a caller's back starts in a known state. A session
+    where it fails is dropped. Returns 0, or -1 when it failed now. */
+int
+rcd_db_on_connect (rcd_db_t *self, const char *sql);
+
 /*  True while the connection is up (after reconnecting if due). */
 bool
 rcd_db_connected (rcd_db_t *self);

@@ -75,6 +75,7 @@
 #include "rcd_proto.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -132,6 +133,26 @@ const rcd_config_spec_t rcd_ingestor_config_specs[] = {
 /*  Longest {name} path segment routed. */
 #define S_ARG_MAX 256
 
+/*  Puts a pooled connection's session in the state a request needs, in
+    one round trip: $1 the role ("recado_tenant", or "none" for the
+    connecting role), $2 the tenant ("" for none). set_config('role')
+    is SET ROLE (same membership check). Session-wide (false), and run
+    outside any transaction, so it outlives the statement. */
+#define S_SESSION_SQL                                                          \
+    "SELECT set_config('role', $1::text, false),"                              \
+    "       set_config('recado.tenant_id', $2::text, false)"
+
+/*  One pooled connection and the session state last set on it
+    (s_session_set), so that a request pays a statement only when the
+    state changes: consecutive requests of one tenant, or of tenants
+    sharing the role, cost nothing. */
+typedef struct {
+    rcd_db_t *db;
+    uint64_t gen;      /* rcd_db_generation the state was set on */
+    int64_t tenant_id; /* > 0: role recado_tenant acting for it; 0: the
+                          connecting role, no tenant; -1: unknown */
+} s_conn_t;
+
 /*  Counters the pool threads bump and the actor publishes. */
 typedef struct {
     atomic_uint_fast64_t http[3];     /* 2xx, 4xx, 5xx */
@@ -159,7 +180,7 @@ typedef struct {
     int in_flight;               /* requests begun and not yet answered */
 
     pthread_mutex_t pool_lock; /* guards the idle connections */
-    rcd_db_t **pool;           /* idle connections */
+    s_conn_t **pool;           /* idle connections */
     size_t pool_size, pool_cap;
 
     pthread_mutex_t auth_lock; /* guards auth */
@@ -203,57 +224,130 @@ typedef struct {
 
 /*  --- the connection pool --- */
 
+static void
+s_conn_destroy (s_conn_t **self_p)
+{
+    s_conn_t *self = *self_p;
+    if (!self)
+        return;
+    rcd_db_destroy (&self->db);
+    free (self);
+    *self_p = NULL;
+}
+
+/*  Wraps a new connection (taking it), its session state unknown. NULL
+    when db is NULL or out of memory. */
+static s_conn_t *
+s_conn_new (rcd_db_t **db_p)
+{
+    s_conn_t *self = *db_p ? calloc (1, sizeof *self) : NULL;
+    if (!self) {
+        rcd_db_destroy (db_p);
+        return NULL;
+    }
+    self->db = *db_p;
+    *db_p = NULL;
+    self->tenant_id = -1;
+    return self;
+}
+
 /*  A connection for this request: an idle one, or a new one with every
     statement registered. NULL only when out of memory. */
-static rcd_db_t *
+static s_conn_t *
 s_pool_acquire (self_t *self)
 {
-    rcd_db_t *db = NULL;
+    s_conn_t *conn = NULL;
     pthread_mutex_lock (&self->pool_lock);
     if (self->pool_size > 0)
-        db = self->pool[--self->pool_size];
+        conn = self->pool[--self->pool_size];
     pthread_mutex_unlock (&self->pool_lock);
-    if (db)
-        return db;
-    db = rcd_db_new (self->config->database_url);
+    if (conn)
+        return conn;
+    rcd_db_t *db = rcd_db_new (self->config->database_url);
     if (!db)
         return NULL;
+    /* Every session, this one and any remade behind our back, starts
+       behind the tenant wall with no tenant: it sees no tenant rows and
+       may write none until s_session_set says whose request it serves.
+       A failure here (0004 not applied) leaves the connection down, so
+       requests answer 503 rather than run unwalled. */
+    (void)rcd_db_on_connect (db, "SET ROLE recado_tenant");
     if (rcd_db_prepare (db, "auth_lookup",
                         "SELECT id FROM tenants"
                         " WHERE api_key_hash = decode($1::text, 'hex')") != 0 ||
+        rcd_db_prepare (db, "session_tenant", S_SESSION_SQL) != 0 ||
         rcd_db_prepare (db, "ready", "SELECT 1") != 0 ||
         rcd_api_tenants_prepare (db) != 0 ||
         rcd_api_messages_prepare (db) != 0 ||
         rcd_api_contacts_prepare (db) != 0 ||
-        rcd_api_templates_prepare (db) != 0 ||
-        rcd_api_cycles_prepare (db) != 0)
+        rcd_api_templates_prepare (db) != 0 || rcd_api_cycles_prepare (db) != 0)
         rcd_db_destroy (&db);
-    return db;
+    return s_conn_new (&db);
 }
 
 static void
-s_pool_release (self_t *self, rcd_db_t **db_p)
+s_pool_release (self_t *self, s_conn_t **conn_p)
 {
-    rcd_db_t *db = *db_p;
-    *db_p = NULL;
-    if (!db)
+    s_conn_t *conn = *conn_p;
+    *conn_p = NULL;
+    if (!conn)
         return;
-    rcd_db_rollback (db); /* never hand on an open transaction */
+    rcd_db_rollback (conn->db); /* never hand on an open transaction */
     pthread_mutex_lock (&self->pool_lock);
     if (self->pool_size == self->pool_cap) {
         size_t cap = self->pool_cap ? self->pool_cap * 2 : 8;
-        rcd_db_t **grown = realloc (self->pool, cap * sizeof (rcd_db_t *));
+        s_conn_t **grown = realloc (self->pool, cap * sizeof (s_conn_t *));
         if (grown) {
             self->pool = grown;
             self->pool_cap = cap;
         }
     }
     if (self->pool_size < self->pool_cap) {
-        self->pool[self->pool_size++] = db;
-        db = NULL;
+        self->pool[self->pool_size++] = conn;
+        conn = NULL;
     }
     pthread_mutex_unlock (&self->pool_lock);
-    rcd_db_destroy (&db);
+    s_conn_destroy (&conn);
+}
+
+/*  Puts the session of conn in the state a route needs. A tenant route
+    (tenant_id > 0) runs as role recado_tenant with recado.tenant_id set,
+    so row-level security (migrations/0004_row_security.sql) hides every
+    other tenant's rows and refuses to write one, whatever a statement
+    forgets to filter: the second tenant wall. Every other route
+    (tenant_id 0: admin, readiness) runs as the connecting role, which
+    creates tenants and, unlike recado_tenant, may one day work across
+    them. The authentication lookup needs neither: tenants has no policy
+    and both roles may read it, so it runs in whatever state the
+    connection is in. A statement is issued only when the state changes
+    or the connection was remade (a new session has lost the old
+    state). Returns 0, or -1 with reply filled. */
+static int
+s_session_set (s_conn_t *conn, int64_t tenant_id, rcd_api_reply_t *reply)
+{
+    /* A connection found broken is remade here, when its backoff allows,
+       so that the new session shows as a new generation now, rather than
+       being made by the handler's first statement (walled with no tenant,
+       it would find nothing). No round trip when it is up. */
+    if (!rcd_db_connected (conn->db)) {
+        rcd_api_reply_db_error (reply, conn->db, "session_tenant");
+        return -1;
+    }
+    if (conn->tenant_id == tenant_id &&
+        conn->gen == rcd_db_generation (conn->db))
+        return 0;
+    char id[24] = "";
+    if (tenant_id > 0)
+        snprintf (id, sizeof id, "%" PRId64, tenant_id);
+    const char *params[] = {tenant_id > 0 ? "recado_tenant" : "none", id};
+    conn->tenant_id = -1; /* unknown until the statement succeeds */
+    if (rcd_db_run (conn->db, "session_tenant", 2, params, NULL) != 0) {
+        rcd_api_reply_db_error (reply, conn->db, "session_tenant");
+        return -1;
+    }
+    conn->tenant_id = tenant_id;
+    conn->gen = rcd_db_generation (conn->db);
+    return 0;
 }
 
 /*  --- authentication --- */
@@ -541,6 +635,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
 {
     rcd_api_reply_t reply = {0};
     rcd_api_req_t req = {0};
+    s_conn_t *pooled = NULL;
     req.body = r->body;
     req.body_size = r->size;
     req.default_country = self->config->default_country;
@@ -574,7 +669,8 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
         route->fn (&req, &reply);
         goto answer;
     }
-    req.db = s_pool_acquire (self);
+    pooled = s_pool_acquire (self);
+    req.db = pooled ? pooled->db : NULL;
     if (!req.db) {
         rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
                             "out of memory");
@@ -584,11 +680,24 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
         s_authenticate (self, conn, req.db, route->who, &req.tenant_id,
                         &reply) != 0)
         goto answer;
+    if (s_session_set (pooled, route->who == S_TENANT ? req.tenant_id : 0,
+                       &reply) != 0)
+        goto answer;
     req.query = json_object ();
     if (req.query)
         MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_collect_query,
                                    req.query);
     route->fn (&req, &reply);
+    if (route->who == S_TENANT && rcd_db_generation (req.db) != pooled->gen) {
+        /* The connection was remade while the handler ran: what it did
+           after that ran in a fresh session, walled but with no tenant
+           (rcd_db_on_connect), so it read nothing and wrote nothing.
+           That answer would be wrong, not leaked: say retry instead. */
+        rcd_log_warn ("database reconnected during a tenant request", "{s:s}",
+                      "path", url);
+        rcd_api_reply_fail (&reply, 503, "unavailable", NULL,
+                            "the database connection was lost; retry later");
+    }
 
     if (reply.accepted > 0)
         s_nudge (self, req.tenant_id, reply.accepted);
@@ -604,7 +713,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
 
 answer:
     json_decref (req.query);
-    s_pool_release (self, &req.db);
+    s_pool_release (self, &pooled);
     if (!reply.status)
         rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
                             "internal error");
@@ -801,7 +910,7 @@ s_self_destroy (self_t **self_p)
     rcd_events_destroy (&self->events);
     zhashx_destroy (&self->auth);
     for (size_t i = 0; i < self->pool_size; i++)
-        rcd_db_destroy (&self->pool[i]);
+        s_conn_destroy (&self->pool[i]);
     free (self->pool);
     pthread_mutex_destroy (&self->nudge_lock);
     pthread_mutex_destroy (&self->auth_lock);
