@@ -113,15 +113,17 @@ rcd_api_cycles_prepare (rcd_db_t *db)
         "         c.template, COALESCE(c.vars, '{}'::jsonb), c.offsets::int[],"
         "         o.n, CASE WHEN o.n = 0 THEN 'complete' ELSE 'active' END,"
         "         CASE WHEN o.n = 0 THEN now() END"
-        "    FROM c JOIN open o ON o.cord = c.ord ORDER BY c.ord"
+        "    FROM c JOIN open o ON o.cord = c.ord ORDER BY c.ext"
         "  ON CONFLICT (tenant_id, external_billing_id)"
         "     WHERE status = 'active' DO NOTHING"
         "  RETURNING id, external_billing_id"
         "), contact AS ("
-        /* the latest upload's name wins; vars and opted_out untouched */
+        /* the latest upload's name wins; vars and opted_out untouched;
+           a cycle refused as a conflict touches no contact */
         "  INSERT INTO contacts AS x (tenant_id, phone, name)"
         "  SELECT DISTINCT ON (c.phone) $1::bigint, c.phone, c.name"
-        "    FROM c ORDER BY c.phone, c.ord DESC"
+        "    FROM c JOIN ins ON ins.external_billing_id = c.ext"
+        "   ORDER BY c.phone, c.ord DESC"
         "  ON CONFLICT (tenant_id, phone) DO UPDATE SET"
         "    name = COALESCE(EXCLUDED.name, x.name),"
         "    updated_at = CASE WHEN EXCLUDED.name IS NOT NULL"
