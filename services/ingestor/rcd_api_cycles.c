@@ -118,12 +118,12 @@ rcd_api_cycles_prepare (rcd_db_t *db)
         "     WHERE status = 'active' DO NOTHING"
         "  RETURNING id, external_billing_id"
         "), contact AS ("
-        /* the latest upload's name wins; vars and opted_out untouched;
-           a cycle refused as a conflict touches no contact */
+        /* the batch's latest name for a phone wins; vars and opted_out
+           stay; a cycle refused as a conflict touches no contact */
         "  INSERT INTO contacts AS x (tenant_id, phone, name)"
         "  SELECT DISTINCT ON (c.phone) $1::bigint, c.phone, c.name"
         "    FROM c JOIN ins ON ins.external_billing_id = c.ext"
-        "   ORDER BY c.phone, c.ord DESC"
+        "   ORDER BY c.phone, c.name IS NULL, c.ord DESC"
         "  ON CONFLICT (tenant_id, phone) DO UPDATE SET"
         "    name = COALESCE(EXCLUDED.name, x.name),"
         "    updated_at = CASE WHEN EXCLUDED.name IS NOT NULL"
