@@ -59,10 +59,18 @@ rcd_api_templates_prepare (rcd_db_t *db)
         "     FROM templates x WHERE x.tenant_id = t.id"
         "      AND (x.key = ANY($2::text[]) OR x.key = t.generic_template)),"
         "     '{}'::json),"
-        "  'contacts', COALESCE((SELECT json_object_agg(c.phone,"
-        "       json_build_object('name', c.name, 'vars', c.vars))"
-        "     FROM contacts c WHERE c.tenant_id = t.id"
-        "      AND c.phone = ANY($3::text[])), '{}'::json),"
+        /* driven by the phones, one primary-key probe each: a plan
+           made while the table was small would otherwise filter every
+           contact of the tenant through "= ANY" */
+        "  'contacts', COALESCE((SELECT json_object_agg(p.phone, p.contact)"
+        "     FROM (SELECT q.phone, (SELECT json_build_object('name', c.name,"
+        "                                                'vars', c.vars)"
+        "                              FROM contacts c"
+        "                             WHERE c.tenant_id = $1::bigint"
+        "                               AND c.phone = q.phone) AS contact"
+        "             FROM (SELECT DISTINCT unnest($3::text[]) AS phone) q"
+        "            WHERE q.phone IS NOT NULL) p"
+        "    WHERE p.contact IS NOT NULL), '{}'::json),"
         "  'ids', COALESCE((SELECT json_agg(nextval('messages_id_seq'))"
         "     FROM generate_series(1, $4::int)), '[]'::json))::text"
         "  FROM tenants t WHERE t.id = $1::bigint");

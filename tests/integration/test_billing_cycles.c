@@ -1627,6 +1627,37 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
                   NULL);
     assert_string_equal (s_str (c, "name"), "Do Meio");
     json_decref (c);
+    /* a new number named by the batch's first item and unnamed in its
+       102nd (another chunk): the name reaches that item's {{name}} */
+    size_t cap = 120 * 300, len = 0;
+    char *big = malloc (cap);
+    assert_non_null (big);
+    len += (size_t)snprintf (big + len, cap - len, "{\"items\":[");
+    for (int i = 0; i <= 101; i++) {
+        char item[512], ext[32], phone[32];
+        snprintf (ext, sizeof ext, "CT-BIG-%d", i);
+        snprintf (phone, sizeof phone, "+55119987693%02d", i == 101 ? 0 : i);
+        s_cycle_json (item, sizeof item, ext, phone, "2026-12-05", "[0]",
+                      "\"template\":\"nome\",\"vars\":{\"plan\":\"x\"}");
+        if (i == 0)
+            memcpy (strstr (item, "Cliente"), "Zuleica", 7);
+        if (i == 101) { /* drop the name: "name":"Cliente" -> no member */
+            char *n = strstr (item, ",\"name\":\"Cliente\"");
+            assert_non_null (n);
+            memmove (n, n + 17, strlen (n + 17) + 1);
+        }
+        len +=
+            (size_t)snprintf (big + len, cap - len, "%s%s", i ? "," : "", item);
+    }
+    snprintf (big + len, cap - len, "]}");
+    json_decref (
+        s_expect (207, "POST", "/v1/billing-cycles/batch", s_fx.key_a, big));
+    free (big);
+    doc = s_get (s_fx.key_a, "CT-BIG-101");
+    assert_string_equal (
+        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        "Oi Zuleica (x)");
+    json_decref (doc);
 
     /* opted out: reminders are created blocked, the cycle complete, the
        contact stays opted out with its new name */
