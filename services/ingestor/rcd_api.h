@@ -264,6 +264,19 @@ rcd_api_parse_clock (const char *text, bool end);
 #define RCD_API_VARS_MAX        100
 #define RCD_API_VAR_VALUE_CHARS 1000
 
+/*  Parses a batch body {"items": [...]} of at most RCD_API_BATCH_MAX
+    items. Returns 0 with *body_p (caller decrefs) and *items_p (borrowed
+    from it), or -1 with reply filled (400, or 413 payload_too_large on
+    "items"); *body_p may then still need a decref. */
+int
+rcd_api_parse_batch (const rcd_api_req_t *req, json_t **body_p,
+                     json_t **items_p, rcd_api_reply_t *reply);
+
+/*  Fills err for a batch item that was valid but not stored: 503
+    unavailable when the database is down, else 500 internal_error. */
+void
+rcd_api_fail_unstored (rcd_api_error_t *err, bool db_down);
+
 /*  Checks a vars object: at most RCD_API_VARS_MAX keys of letters,
     digits and '_' (the names {{var}} placeholders use), to strings or
     numbers. prefix ("" or "items[3].") goes before "vars" in errors.

@@ -453,3 +453,39 @@ rcd_api_check_vars (json_t *vars, const char *prefix, rcd_api_error_t *err)
     }
     return 0;
 }
+
+int
+rcd_api_parse_batch (const rcd_api_req_t *req, json_t **body_p,
+                     json_t **items_p, rcd_api_reply_t *reply)
+{
+    static const rcd_api_field_t fields[] = {
+        {"items", RCD_API_ARRAY, true},
+        {NULL, RCD_API_ANY, false},
+    };
+    rcd_api_error_t err;
+    *items_p = NULL;
+    if (rcd_api_parse_body (req, body_p, &err) != 0 ||
+        rcd_api_check_fields (*body_p, fields, "", &err) != 0) {
+        rcd_api_reply_error (reply, &err);
+        return -1;
+    }
+    *items_p = json_object_get (*body_p, "items");
+    size_t count = json_array_size (*items_p);
+    if (count > RCD_API_BATCH_MAX) {
+        rcd_api_reply_fail (reply, 413, "payload_too_large", "items",
+                            "at most %d items per batch (got %zu)",
+                            RCD_API_BATCH_MAX, count);
+        return -1;
+    }
+    return 0;
+}
+
+void
+rcd_api_fail_unstored (rcd_api_error_t *err, bool db_down)
+{
+    if (db_down)
+        rcd_api_fail (err, 503, "unavailable", NULL,
+                      "the database is unavailable; retry later");
+    else
+        rcd_api_fail (err, 500, "internal_error", NULL, "internal error");
+}

@@ -583,29 +583,16 @@ cleanup:
 void
 rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
-    static const rcd_api_field_t fields[] = {
-        {"items", RCD_API_ARRAY, true},
-        {NULL, RCD_API_ANY, false},
-    };
     rcd_api_error_t err;
     json_t *body = NULL;
     json_t *answers = NULL;
     s_msg_t *msgs = NULL;
     size_t *index = NULL;
     s_result_t *results = NULL;
-    if (rcd_api_parse_body (req, &body, &err) != 0 ||
-        rcd_api_check_fields (body, fields, "", &err) != 0) {
-        rcd_api_reply_error (reply, &err);
+    json_t *items = NULL;
+    if (rcd_api_parse_batch (req, &body, &items, reply) != 0)
         goto cleanup;
-    }
-    json_t *items = json_object_get (body, "items");
     size_t count = json_array_size (items);
-    if (count > RCD_API_BATCH_MAX) {
-        rcd_api_reply_fail (reply, 413, "payload_too_large", "items",
-                            "at most %d items per batch (got %zu)",
-                            RCD_API_BATCH_MAX, count);
-        goto cleanup;
-    }
     answers = json_array ();
     msgs = calloc (count ? count : 1, sizeof *msgs);
     index = calloc (count ? count : 1, sizeof *index);
@@ -673,11 +660,8 @@ rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
         if (r->outcome == S_NO_INSTANCE)
             rcd_api_fail (&err, 400, "invalid_field", field,
                           "no instance with this name");
-        else if (db_down)
-            rcd_api_fail (&err, 503, "unavailable", NULL,
-                          "the database is unavailable; retry later");
         else
-            rcd_api_fail (&err, 500, "internal_error", NULL, "internal error");
+            rcd_api_fail_unstored (&err, db_down);
         json_object_set_new (answer, "error", rcd_api_error_json (&err));
         reply->rejected++;
     }
