@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "rcd_clock.h"
 #include "rcd_db.h"
 #include "rcd_migrate.h"
@@ -78,68 +79,6 @@ s_peak_rss_kb (pid_t pid)
     return kb;
 }
 
-/*  User + system CPU seconds of a process (fields 14 and 15 of stat);
-    *ppid receives its parent. */
-static double
-s_cpu_seconds (pid_t pid, pid_t *ppid)
-{
-    char path[64], buf[1024];
-    snprintf (path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen (path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread (buf, 1, sizeof buf - 1, f);
-    fclose (f);
-    buf[n] = 0;
-    char *p = strrchr (buf, ')'); /* the command name may hold spaces */
-    if (!p)
-        return 0;
-    char state;
-    int parent;
-    unsigned long utime = 0, stime = 0;
-    if (sscanf (p + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                &state, &parent, &utime, &stime) != 4)
-        return 0;
-    if (ppid)
-        *ppid = parent;
-    return (double)(utime + stime) / (double)sysconf (_SC_CLK_TCK);
-}
-
-/*  CPU seconds of every child of the bench cluster's postmaster. */
-static double
-s_postgres_cpu (void)
-{
-    const char *base = getenv ("RECADO_BENCH_PG");
-    const char *host = base ? strstr (base, "host=") : NULL;
-    if (!host)
-        return 0;
-    char dir[400], path[512];
-    snprintf (dir, sizeof dir, "%.*s", (int)strcspn (host + 5, " "), host + 5);
-    char *run = strstr (dir, "/run");
-    if (run)
-        *run = 0;
-    snprintf (path, sizeof path, "%s/data/postmaster.pid", dir);
-    FILE *f = fopen (path, "r");
-    int postmaster = 0;
-    if (!f || fscanf (f, "%d", &postmaster) != 1)
-        postmaster = 0;
-    if (f)
-        fclose (f);
-    double total = postmaster ? s_cpu_seconds (postmaster, NULL) : 0;
-    DIR *proc = postmaster ? opendir ("/proc") : NULL;
-    struct dirent *entry;
-    while (proc && (entry = readdir (proc))) {
-        pid_t pid = (pid_t)atoi (entry->d_name);
-        pid_t parent = 0;
-        double cpu = pid > 0 ? s_cpu_seconds (pid, &parent) : 0;
-        if (parent == postmaster)
-            total += cpu;
-    }
-    if (proc)
-        closedir (proc);
-    return total;
-}
-
 static void
 s_start (int slot, const char *program, const char *const *extra_argv)
 {
@@ -157,12 +96,12 @@ s_start (int slot, const char *program, const char *const *extra_argv)
 static void
 s_stop_all (void)
 {
-    s_pg_cpu_s = s_postgres_cpu ();
+    s_pg_cpu_s = bench_postgres_cpu ();
     for (int i = B_MAX - 1; i >= 0; i--) {
         if (s_procs[i].pid <= 0)
             continue;
         s_procs[i].peak_rss_kb = s_peak_rss_kb (s_procs[i].pid);
-        s_procs[i].cpu_s = s_cpu_seconds (s_procs[i].pid, NULL);
+        s_procs[i].cpu_s = bench_cpu_seconds (s_procs[i].pid, NULL);
         rcd_test_stop (s_procs[i].pid, SIGTERM, 30000);
         s_procs[i].pid = 0;
     }
