@@ -277,6 +277,18 @@ rcd_api_parse_batch (const rcd_api_req_t *req, json_t **body_p,
 void
 rcd_api_fail_unstored (rcd_api_error_t *err, bool db_down);
 
+/*  Reminder offsets: how many, and how far from the due date. */
+#define RCD_API_OFFSETS_MAX 10
+#define RCD_API_OFFSET_DAYS 365
+
+/*  Checks a list of offsets in days (1 to RCD_API_OFFSETS_MAX whole
+    numbers in +-RCD_API_OFFSET_DAYS; a repeat refused unless repeats_ok)
+    named field in errors, into days[0..*n_p). Returns 0 or -2 with err
+    filled. */
+int
+rcd_api_check_offsets (json_t *list, const char *field, bool repeats_ok,
+                       int *days, size_t *n_p, rcd_api_error_t *err);
+
 /*  Checks a vars object: at most RCD_API_VARS_MAX keys of letters,
     digits and '_' (the names {{var}} placeholders use), to strings or
     numbers. prefix ("" or "items[3].") goes before "vars" in errors.

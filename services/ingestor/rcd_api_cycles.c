@@ -39,11 +39,10 @@
 /*  Cycles per insert statement in a batch. */
 #define S_CHUNK 100
 /*  Most reminders a cycle may have, and how far an offset may reach. */
-#define S_OFFSETS_MAX  10
-#define S_OFFSET_LIMIT 365
-#define S_EXTERNAL_MAX 200
-#define S_NAME_CHARS   200
-#define S_AMOUNT_MAX   100000000000LL /* R$ 1 billion */
+#define RCD_API_OFFSETS_MAX 10
+#define S_EXTERNAL_MAX      200
+#define S_NAME_CHARS        200
+#define S_AMOUNT_MAX        100000000000LL /* R$ 1 billion */
 
 /*  SQL reads better laid out as SQL. */
 /* clang-format off */
@@ -244,7 +243,7 @@ typedef struct {
     const char *due_date; /* YYYY-MM-DD, checked */
     const char *template_key;
     json_t *vars; /* NULL when none */
-    int offsets[S_OFFSETS_MAX];
+    int offsets[RCD_API_OFFSETS_MAX];
     size_t noffsets;
 } s_cycle_t;
 
@@ -254,7 +253,7 @@ typedef struct {
     int today;    /* the tenant's local date as days since 1970-01-01 */
     int year_ago; /* today one year back, as days */
     int year_on;  /* today one year on, as days */
-    int offsets[S_OFFSETS_MAX];
+    int offsets[RCD_API_OFFSETS_MAX];
     size_t noffsets;
 } s_settings_t;
 
@@ -411,29 +410,9 @@ s_parse_cycle (json_t *item, const char *prefix, const char *default_country,
         c->noffsets = settings->noffsets;
         return 0;
     }
-    size_t n = json_array_size (offsets);
-    if (n < 1 || n > S_OFFSETS_MAX)
-        return rcd_api_fail (err, 400, "invalid_field", S_PATH ("offsets_days"),
-                             "must hold 1 to %d whole numbers of days",
-                             S_OFFSETS_MAX);
-    for (size_t i = 0; i < n; i++) {
-        json_t *v = json_array_get (offsets, i);
-        json_int_t off = json_integer_value (v);
-        snprintf (sub, sizeof sub, "%soffsets_days[%zu]", prefix, i);
-        if (!json_is_integer (v) || off < -S_OFFSET_LIMIT ||
-            off > S_OFFSET_LIMIT)
-            return rcd_api_fail (err, 400, "invalid_field", sub,
-                                 "must be a whole number of days from %d to "
-                                 "%d",
-                                 -S_OFFSET_LIMIT, S_OFFSET_LIMIT);
-        for (size_t j = 0; j < i; j++)
-            if (c->offsets[j] == (int)off)
-                return rcd_api_fail (err, 400, "invalid_field", sub,
-                                     "repeats offsets_days[%zu]", j);
-        c->offsets[i] = (int)off;
-    }
-    c->noffsets = n;
-    return 0;
+    snprintf (sub, sizeof sub, "%soffsets_days", prefix);
+    return rcd_api_check_offsets (offsets, sub, false, c->offsets, &c->noffsets,
+                                  err);
 #undef S_PATH
 }
 
@@ -466,7 +445,8 @@ s_settings (rcd_api_req_t *req, s_settings_t *settings, rcd_api_reply_t *reply)
     settings->today = s_days (y, m, d);
     settings->year_ago = s_days_years (y, m, d, -1);
     settings->year_on = s_days_years (y, m, d, 1);
-    for (size_t i = 0; i < json_array_size (offsets) && i < S_OFFSETS_MAX; i++)
+    for (size_t i = 0; i < json_array_size (offsets) && i < RCD_API_OFFSETS_MAX;
+         i++)
         settings->offsets[settings->noffsets++] =
             (int)json_integer_value (json_array_get (offsets, i));
     rc = 0;
@@ -570,8 +550,8 @@ s_store (rcd_api_req_t *req, const s_settings_t *settings,
         json_t *scopes[] = {c->vars, json_object_get (contact, "vars"),
                             builtins};
         /* render every reminder first: a cycle is stored whole or not */
-        char *bodies[S_OFFSETS_MAX] = {NULL};
-        int64_t ids[S_OFFSETS_MAX];
+        char *bodies[RCD_API_OFFSETS_MAX] = {NULL};
+        int64_t ids[RCD_API_OFFSETS_MAX];
         for (size_t o = 0; o < c->noffsets && !r->invalid; o++) {
             ids[o] = rcd_api_render_next_id (ctx);
             if (rcd_api_render_text (ctx, c->template_key, ids[o], scopes, 3,
@@ -582,7 +562,7 @@ s_store (rcd_api_req_t *req, const s_settings_t *settings,
         int failed = 0;
         if (!r->invalid) {
             char *vars = c->vars ? json_dumps (c->vars, JSON_COMPACT) : NULL;
-            char offsets[S_OFFSETS_MAX * 6 + 4];
+            char offsets[RCD_API_OFFSETS_MAX * 6 + 4];
             size_t w = 0;
             offsets[w++] = '{';
             for (size_t o = 0; o < c->noffsets; o++)

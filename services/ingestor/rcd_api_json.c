@@ -489,3 +489,33 @@ rcd_api_fail_unstored (rcd_api_error_t *err, bool db_down)
     else
         rcd_api_fail (err, 500, "internal_error", NULL, "internal error");
 }
+
+int
+rcd_api_check_offsets (json_t *list, const char *field, bool repeats_ok,
+                       int *days, size_t *n_p, rcd_api_error_t *err)
+{
+    char path[160];
+    size_t n = json_array_size (list);
+    if (n < 1 || n > RCD_API_OFFSETS_MAX)
+        return rcd_api_fail (err, 400, "invalid_field", field,
+                             "must hold 1 to %d whole numbers of days",
+                             RCD_API_OFFSETS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get (list, i);
+        json_int_t day = json_integer_value (v);
+        snprintf (path, sizeof path, "%s[%zu]", field, i);
+        if (!json_is_integer (v) || day < -RCD_API_OFFSET_DAYS ||
+            day > RCD_API_OFFSET_DAYS)
+            return rcd_api_fail (err, 400, "invalid_field", path,
+                                 "must be a whole number of days from %d to "
+                                 "%d",
+                                 -RCD_API_OFFSET_DAYS, RCD_API_OFFSET_DAYS);
+        for (size_t j = 0; j < i && !repeats_ok; j++)
+            if (days[j] == (int)day)
+                return rcd_api_fail (err, 400, "invalid_field", path,
+                                     "repeats %s[%zu]", field, j);
+        days[i] = (int)day;
+    }
+    *n_p = n;
+    return 0;
+}

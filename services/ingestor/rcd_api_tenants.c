@@ -208,8 +208,6 @@ static const rcd_api_field_t s_tenant_patch_fields[] = {
 /*  Limits of the list settings. */
 #define S_KEYWORDS_MAX     20
 #define S_KEYWORD_CHARS    32
-#define S_OFFSETS_MAX      10
-#define S_OFFSET_DAYS      365
 #define S_TEMPLATE_KEY_MAX 100
 
 /*  True when text is only spaces and tabs (or empty). */
@@ -254,36 +252,24 @@ s_int_compare (const void *a, const void *b)
 }
 
 /*  Checks default_offsets_days and builds its sorted, unique array
-    literal into *arr. */
+    literal into *arr (a repeat is harmless in a setting). */
 static int
 s_check_offsets (json_t *list, char **arr, rcd_api_error_t *err)
 {
-    int64_t days[S_OFFSETS_MAX];
-    size_t n = json_array_size (list);
-    if (n < 1 || n > S_OFFSETS_MAX)
-        return rcd_api_fail (err, 400, "invalid_field", "default_offsets_days",
-                             "must hold 1 to %d offsets in days",
-                             S_OFFSETS_MAX);
-    size_t i;
-    json_t *v;
-    json_array_foreach (list, i, v)
-    {
-        if (!json_is_integer (v) || json_integer_value (v) < -S_OFFSET_DAYS ||
-            json_integer_value (v) > S_OFFSET_DAYS) {
-            char path[64];
-            snprintf (path, sizeof path, "default_offsets_days[%zu]", i);
-            return rcd_api_fail (err, 400, "invalid_field", path,
-                                 "must be an integer from %d to %d",
-                                 -S_OFFSET_DAYS, S_OFFSET_DAYS);
-        }
-        days[i] = json_integer_value (v);
-    }
-    qsort (days, n, sizeof days[0], s_int_compare);
+    int days[RCD_API_OFFSETS_MAX];
+    int64_t sorted[RCD_API_OFFSETS_MAX];
+    size_t n = 0;
+    if (rcd_api_check_offsets (list, "default_offsets_days", true, days, &n,
+                               err) != 0)
+        return -2;
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = days[i];
+    qsort (sorted, n, sizeof sorted[0], s_int_compare);
     size_t unique = 0;
-    for (i = 0; i < n; i++)
-        if (unique == 0 || days[unique - 1] != days[i])
-            days[unique++] = days[i];
-    *arr = rcd_db_int64_array (days, unique);
+    for (size_t i = 0; i < n; i++)
+        if (unique == 0 || sorted[unique - 1] != sorted[i])
+            sorted[unique++] = sorted[i];
+    *arr = rcd_db_int64_array (sorted, unique);
     return *arr ? 0 : -1;
 }
 
