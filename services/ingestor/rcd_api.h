@@ -296,6 +296,17 @@ rcd_api_check_offsets (json_t *list, const char *field, bool repeats_ok,
 int
 rcd_api_check_vars (json_t *vars, const char *prefix, rcd_api_error_t *err);
 
+/*  Parses a strict "YYYY-MM-DD" calendar date (year 1900 on). Returns 0
+    with *y, *m, *d, or -2. */
+int
+rcd_api_parse_date (const char *text, int *y, int *m, int *d);
+
+/*  Days since 1970-01-01 of a Gregorian date (month 1..12); a day past
+    the month's end counts as its last day, so 29 Feb of a common year is
+    28 Feb. */
+int64_t
+rcd_api_days (int y, int m, int d);
+
 /*  Parses a decimal id of 1 to 18 digits. Returns 0 or -2. */
 int
 rcd_api_parse_id (const char *text, int64_t *id_p);

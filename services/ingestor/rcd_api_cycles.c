@@ -250,60 +250,12 @@ typedef struct {
 /*  What a request's validation needs from the tenant. */
 typedef struct {
     int64_t now_ms;
-    int today;    /* the tenant's local date as days since 1970-01-01 */
-    int year_ago; /* today one year back, as days */
-    int year_on;  /* today one year on, as days */
+    int64_t today;    /* the tenant's local date as days since 1970 */
+    int64_t year_ago; /* today one year back, as days */
+    int64_t year_on;  /* today one year on, as days */
     int offsets[RCD_API_OFFSETS_MAX];
     size_t noffsets;
 } s_settings_t;
-
-static bool
-s_leap (int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-/*  Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-    days_from_civil). */
-static int
-s_days (int y, int m, int d)
-{
-    y -= m <= 2;
-    int era = (y >= 0 ? y : y - 399) / 400;
-    int yoe = y - era * 400;
-    int doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/*  Parses a strict "YYYY-MM-DD" calendar date. Returns 0 or -2. */
-static int
-s_parse_date (const char *text, int *y, int *m, int *d)
-{
-    static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (!text || strlen (text) != 10 || text[4] != '-' || text[7] != '-')
-        return -2;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (text[i] < '0' || text[i] > '9'))
-            return -2;
-    *y = atoi (text);
-    *m = atoi (text + 5);
-    *d = atoi (text + 8);
-    if (*y < 1900 || *m < 1 || *m > 12 || *d < 1)
-        return -2;
-    int max = mdays[*m - 1] + (*m == 2 && s_leap (*y));
-    return *d <= max ? 0 : -2;
-}
-
-/*  A date one year from y-m-d (29 Feb goes to 28 Feb), as days. */
-static int
-s_days_years (int y, int m, int d, int years)
-{
-    y += years;
-    if (m == 2 && d == 29 && !s_leap (y))
-        d = 28;
-    return s_days (y, m, d);
-}
 
 static const rcd_api_field_t s_cycle_fields[] = {
     {"external_billing_id", RCD_API_STRING, true},
@@ -384,11 +336,11 @@ s_parse_cycle (json_t *item, const char *prefix, const char *default_country,
 
     c->due_date = rcd_api_string (item, "due_date");
     int y, m, d;
-    if (s_parse_date (c->due_date, &y, &m, &d) != 0)
+    if (rcd_api_parse_date (c->due_date, &y, &m, &d) != 0)
         return rcd_api_fail (err, 400, "invalid_field", S_PATH ("due_date"),
                              "must be a calendar date written YYYY-MM-DD, "
                              "e.g. 2026-12-05");
-    int due = s_days (y, m, d);
+    int64_t due = rcd_api_days (y, m, d);
     if (due < settings->year_ago || due > settings->year_on)
         return rcd_api_fail (err, 400, "invalid_field", S_PATH ("due_date"),
                              "must be within one year of today");
@@ -436,15 +388,15 @@ s_settings (rcd_api_req_t *req, s_settings_t *settings, rcd_api_reply_t *reply)
         goto cleanup;
     }
     offsets = json_loads (rcd_db_res_value (res, 0, 1), 0, NULL);
-    if (s_parse_date (rcd_db_res_value (res, 0, 0), &y, &m, &d) != 0 ||
+    if (rcd_api_parse_date (rcd_db_res_value (res, 0, 0), &y, &m, &d) != 0 ||
         !json_is_array (offsets)) {
         rcd_api_reply_fail (reply, 500, "internal_error", NULL,
                             "unreadable tenant settings");
         goto cleanup;
     }
-    settings->today = s_days (y, m, d);
-    settings->year_ago = s_days_years (y, m, d, -1);
-    settings->year_on = s_days_years (y, m, d, 1);
+    settings->today = rcd_api_days (y, m, d);
+    settings->year_ago = rcd_api_days (y - 1, m, d);
+    settings->year_on = rcd_api_days (y + 1, m, d);
     for (size_t i = 0; i < json_array_size (offsets) && i < RCD_API_OFFSETS_MAX;
          i++)
         settings->offsets[settings->noffsets++] =

@@ -519,3 +519,27 @@ rcd_api_check_offsets (json_t *list, const char *field, bool repeats_ok,
     *n_p = n;
     return 0;
 }
+
+int
+rcd_api_parse_date (const char *text, int *y, int *m, int *d)
+{
+    if (!text || strlen (text) != 10 || text[4] != '-' || text[7] != '-')
+        return -2;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (text[i] < '0' || text[i] > '9'))
+            return -2;
+    *y = atoi (text);
+    *m = atoi (text + 5);
+    *d = atoi (text + 8);
+    if (*y < 1900 || *m < 1 || *m > 12 || *d < 1 ||
+        *d > s_days_in_month (*y, *m))
+        return -2;
+    return 0;
+}
+
+int64_t
+rcd_api_days (int y, int m, int d)
+{
+    int last = s_days_in_month (y, m);
+    return s_days_from_civil (y, m, d > last ? last : d);
+}
