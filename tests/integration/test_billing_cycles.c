@@ -12,9 +12,8 @@
     checked to have stored nothing by counting rows before and after.
 */
 #include "rcd_clock.h"
-#include "rcd_config.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -39,13 +38,10 @@
     "\"fri\":[[\"10:00\",\"18:00\"]]}"
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    char *key_a;               /* São Paulo tenant, generic template */
-    char *key_s;               /* Santiago tenant, generic template */
-    char *key_n;               /* tenant without any template */
+    rcd_test_ingestor_t ing; /* the ingestor, its database and port */
+    char *key_a;             /* São Paulo tenant, generic template */
+    char *key_s;             /* Santiago tenant, generic template */
+    char *key_n;             /* tenant without any template */
     long long tenant_a, tenant_s, tenant_n;
 } fixture_t;
 
@@ -53,37 +49,23 @@ static fixture_t s_fx;
 
 /*  --- helpers --- */
 
-/*  Calls and asserts the status; returns the answer (never NULL). */
+/*  rcd_test_api_expect on this test's ingestor. */
 static json_t *
 s_expect (long expected, const char *method, const char *path, const char *key,
           const char *body)
 {
-    long status = 0;
-    json_t *a = rcd_test_api (s_fx.port, method, path, key, body, &status);
-    if (status != expected) {
-        char *text = a ? json_dumps (a, JSON_COMPACT) : NULL;
-        fail_msg ("%s %s %.400s: expected %ld, got %ld: %.400s", method, path,
-                  body ? body : "", expected, status, text ? text : "");
-    }
-    assert_non_null (a);
-    return a;
+    return rcd_test_api_expect (s_fx.ing.port, expected, method, path, key,
+                                body);
 }
 
-/*  Calls, asserts status with code and field, frees the answer. */
+/*  rcd_test_api_expect_error on this test's ingestor. */
 static void
 s_expect_error (long status, const char *method, const char *path,
                 const char *key, const char *body, const char *code,
                 const char *field)
 {
-    json_t *a = s_expect (status, method, path, key, body);
-    rcd_test_assert_api_error (a, code, field);
-    json_decref (a);
-}
-
-static const char *
-s_str (json_t *obj, const char *name)
-{
-    return json_string_value (json_object_get (obj, name));
+    rcd_test_api_expect_error (s_fx.ing.port, status, method, path, key, body,
+                               code, field);
 }
 
 static long long
@@ -96,14 +78,14 @@ static long long
 s_sql_int (const char *sql, const char *p1, const char *p2)
 {
     const char *params[] = {p1, p2};
-    return rcd_test_sql_int (s_fx.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
+    return rcd_test_sql_int (s_fx.ing.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
 }
 
 static char *
 s_sql (const char *sql, const char *p1, const char *p2)
 {
     const char *params[] = {p1, p2};
-    return rcd_test_sql (s_fx.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
+    return rcd_test_sql (s_fx.ing.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
 }
 
 /*  Row counts that a refused request must leave as they were. */
@@ -203,11 +185,12 @@ s_assert_at (const char *text, const char *local, const char *tz)
     assert_non_null (text);
     const char *params[] = {text, local, tz};
     long long same = rcd_test_sql_int (
-        s_fx.url, "SELECT ($1::timestamptz = timezone($3, $2::timestamp))::int",
-        3, params);
+        s_fx.ing.url,
+        "SELECT ($1::timestamptz = timezone($3, $2::timestamp))::int", 3,
+        params);
     if (same != 1) {
         char *want = rcd_test_sql (
-            s_fx.url,
+            s_fx.ing.url,
             "SELECT timezone($3, $2::timestamp) AT TIME ZONE 'UTC' || 'Z'"
             " WHERE $1 IS NOT NULL",
             3, params);
@@ -253,13 +236,13 @@ s_assert_reminders (json_t *doc, const char *tz, const s_want_t *want, size_t n,
         json_t *m = json_array_get (messages, i);
         assert_true (s_int (m, "id") > 0);
         assert_int_equal (s_int (m, "offset_days"), want[i].offset);
-        if (strcmp (s_str (m, "status"), want[i].status) != 0)
+        if (strcmp (rcd_test_str (m, "status"), want[i].status) != 0)
             fail_msg ("offset %d: expected %s, got %s", want[i].offset,
-                      want[i].status, s_str (m, "status"));
+                      want[i].status, rcd_test_str (m, "status"));
         if (want[i].local)
-            s_assert_at (s_str (m, "send_at"), want[i].local, tz);
+            s_assert_at (rcd_test_str (m, "send_at"), want[i].local, tz);
         else
-            s_assert_between (s_str (m, "send_at"), from_ms, to_ms);
+            s_assert_between (rcd_test_str (m, "send_at"), from_ms, to_ms);
     }
 }
 
@@ -281,15 +264,16 @@ s_create_expect (const char *key, const char *tz, const char *ext,
         pending += strcmp (want[i].status, "pending") == 0;
     }
     assert_int_equal (s_int (a, "skipped"), skipped);
-    assert_string_equal (s_str (a, "status"), pending ? "active" : "complete");
-    assert_string_equal (s_str (a, "external_billing_id"), ext);
+    assert_string_equal (rcd_test_str (a, "status"),
+                         pending ? "active" : "complete");
+    assert_string_equal (rcd_test_str (a, "external_billing_id"), ext);
     long long id = s_int (a, "id");
     assert_true (id > 0);
     json_decref (a);
 
     json_t *doc = s_get (key, ext);
     assert_int_equal (s_int (doc, "id"), id);
-    assert_string_equal (s_str (doc, "status"),
+    assert_string_equal (rcd_test_str (doc, "status"),
                          pending ? "active" : "complete");
     s_assert_reminders (doc, tz, want, n, from, to);
     json_decref (doc);
@@ -322,7 +306,7 @@ s_move (long long message_id, const char *status)
     snprintf (id, sizeof id, "%lld", message_id);
     const char *params[] = {id, status};
     char *r =
-        rcd_test_sql (s_fx.url,
+        rcd_test_sql (s_fx.ing.url,
                       "UPDATE messages SET status = $2,"
                       "  lease_until = CASE WHEN $2 = 'sending'"
                       "                     THEN now() + interval '1 min' END"
@@ -356,7 +340,7 @@ s_assert_cycle (const char *key, const char *ext, const char *status,
                 bool completed)
 {
     json_t *doc = s_get (key, ext);
-    assert_string_equal (s_str (doc, "status"), status);
+    assert_string_equal (rcd_test_str (doc, "status"), status);
     assert_int_equal (json_is_string (json_object_get (doc, "completed_at")),
                       completed);
     json_decref (doc);
@@ -368,31 +352,12 @@ s_setup (void **state)
     (void)state;
     curl_global_init (CURL_GLOBAL_ALL); /* before any test thread */
     memset (&s_fx, 0, sizeof s_fx);
-    s_fx.url = rcd_test_db_create ("cycles");
-    s_fx.port = rcd_test_free_port ();
-    char buf[256];
-    setenv ("DATABASE_URL", s_fx.url, 1);
-    snprintf (buf, sizeof buf, "%d", s_fx.port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    setenv ("RECADO_HTTP_THREADS", "4", 1);
-    setenv ("RECADO_ADMIN_KEY", ADMIN_KEY, 1);
-    /* nobody listens there: nudges and events are dropped, which the
-       ingestor tolerates by design */
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, &s_fx.cfg),
-                      0);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
-    assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+    rcd_test_ingestor_start (&s_fx.ing, "cycles", ADMIN_KEY, 4);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant a",
                                          &s_fx.tenant_a);
-    s_fx.key_s = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant s",
+    s_fx.key_s = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant s",
                                          &s_fx.tenant_s);
-    s_fx.key_n = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant n",
+    s_fx.key_n = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant n",
                                          &s_fx.tenant_n);
     const char *keys[] = {s_fx.key_a, s_fx.key_s};
     for (size_t i = 0; i < 2; i++) {
@@ -412,12 +377,10 @@ s_teardown (void **state)
 #ifdef RECADO_TEST_HOOKS
     rcd_clock_test_shift_ms (0);
 #endif
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     free (s_fx.key_a);
     free (s_fx.key_s);
     free (s_fx.key_n);
-    rcd_test_db_drop (&s_fx.url);
     curl_global_cleanup ();
     return 0;
 }
@@ -456,8 +419,9 @@ test_one_reminder_per_offset_at_the_reminder_time (void **state)
                              {0, "pending", "2026-12-05 09:00"},
                              {3, "pending", "2026-12-08 09:00"}};
     s_assert_reminders (a, SP, want, 3, 0, 0);
-    assert_string_equal (s_str (a, "status"), "active");
-    assert_string_equal (s_str (a, "external_billing_id"), "INV-2026-0001");
+    assert_string_equal (rcd_test_str (a, "status"), "active");
+    assert_string_equal (rcd_test_str (a, "external_billing_id"),
+                         "INV-2026-0001");
     assert_int_equal (s_int (a, "skipped"), 0);
     long long id = s_int (a, "id");
     json_decref (a);
@@ -470,12 +434,12 @@ test_one_reminder_per_offset_at_the_reminder_time (void **state)
     json_t *doc = s_get (s_fx.key_a, "INV-2026-0001");
     assert_int_equal (s_int (doc, "id"), id);
     json_t *contact = json_object_get (doc, "contact");
-    assert_string_equal (s_str (contact, "phone"), "+5511998761001");
-    assert_string_equal (s_str (contact, "name"), "Ana");
+    assert_string_equal (rcd_test_str (contact, "phone"), "+5511998761001");
+    assert_string_equal (rcd_test_str (contact, "name"), "Ana");
     assert_int_equal (s_int (doc, "amount_cents"), 123456);
-    assert_string_equal (s_str (doc, "currency"), "BRL");
-    assert_string_equal (s_str (doc, "due_date"), "2026-12-05");
-    assert_string_equal (s_str (doc, "status"), "active");
+    assert_string_equal (rcd_test_str (doc, "currency"), "BRL");
+    assert_string_equal (rcd_test_str (doc, "due_date"), "2026-12-05");
+    assert_string_equal (rcd_test_str (doc, "status"), "active");
     assert_true (json_is_null (json_object_get (doc, "completed_at")));
     char *offsets = json_dumps (json_object_get (doc, "offsets_days"), 0);
     assert_string_equal (offsets, "[-3, 0, 3]");
@@ -485,7 +449,7 @@ test_one_reminder_per_offset_at_the_reminder_time (void **state)
     size_t i;
     json_array_foreach (json_object_get (doc, "messages"), i, m)
     {
-        assert_string_equal (s_str (m, "text"),
+        assert_string_equal (rcd_test_str (m, "text"),
                              "Olá Ana, sua fatura de R$ 1.234,56 (123456) "
                              "vence em 05/12/2026. Pix: chave@x");
         assert_int_equal (s_int (m, "attempts"), 0);
@@ -518,7 +482,8 @@ test_one_reminder_per_offset_at_the_reminder_time (void **state)
     json_decref (a);
     doc = s_get (s_fx.key_a, "INV-2026-0002");
     assert_string_equal (
-        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        rcd_test_str (json_array_get (json_object_get (doc, "messages"), 0),
+                      "text"),
         "Fatura de R$ 1.000.000.000,00 vence em 05/12/2026");
     json_decref (doc);
 
@@ -714,13 +679,13 @@ test_daylight_saving_and_a_window_across_midnight_in_santiago (void **state)
     json_t *doc = s_get (s_fx.key_s, "DST-1");
     json_t *ms = json_object_get (doc, "messages");
     /* the offsets themselves, literally: the test's premise */
-    assert_string_equal (s_str (json_array_get (ms, 0), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 0), "send_at"),
                          "2026-09-04T13:00:00.000Z");
-    assert_string_equal (s_str (json_array_get (ms, 1), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 1), "send_at"),
                          "2026-09-06T02:00:00.000Z");
-    assert_string_equal (s_str (json_array_get (ms, 2), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 2), "send_at"),
                          "2026-09-07T11:00:00.000Z");
-    assert_string_equal (s_str (json_array_get (ms, 3), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 3), "send_at"),
                          "2026-09-07T12:00:00.000Z");
     json_decref (doc);
 
@@ -732,11 +697,11 @@ test_daylight_saving_and_a_window_across_midnight_in_santiago (void **state)
                      "[-1,0,2]", autumn, 3);
     doc = s_get (s_fx.key_s, "DST-2");
     ms = json_object_get (doc, "messages");
-    assert_string_equal (s_str (json_array_get (ms, 0), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 0), "send_at"),
                          "2027-04-02T12:00:00.000Z");
-    assert_string_equal (s_str (json_array_get (ms, 1), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 1), "send_at"),
                          "2027-04-04T01:00:00.000Z");
-    assert_string_equal (s_str (json_array_get (ms, 2), "send_at"),
+    assert_string_equal (rcd_test_str (json_array_get (ms, 2), "send_at"),
                          "2027-04-05T13:00:00.000Z");
     json_decref (doc);
 
@@ -1114,7 +1079,8 @@ test_template_errors_store_nothing (void **state)
                       0);
     json_t *doc = s_get (s_fx.key_a, "TPL-2");
     assert_string_equal (
-        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        rcd_test_str (json_array_get (json_object_get (doc, "messages"), 0),
+                      "text"),
         "A: plano p");
     json_decref (doc);
 }
@@ -1163,7 +1129,7 @@ test_a_batch_stores_good_items_and_answers_bad_ones (void **state)
         if (i % 2 == 0) {
             assert_null (json_object_get (item, "error"));
             assert_true (s_int (item, "id") > 0);
-            assert_string_equal (s_str (item, "status"), "active");
+            assert_string_equal (rcd_test_str (item, "status"), "active");
             assert_int_equal (
                 json_array_size (json_object_get (item, "messages")), 3);
             continue;
@@ -1227,7 +1193,7 @@ test_a_batch_stores_good_items_and_answers_bad_ones (void **state)
         snprintf (ext, sizeof ext, "BULK-%04zu", i);
         assert_int_equal (s_int (item, "index"), i);
         assert_null (json_object_get (item, "error"));
-        assert_string_equal (s_str (item, "external_billing_id"), ext);
+        assert_string_equal (rcd_test_str (item, "external_billing_id"), ext);
         assert_int_equal (json_array_size (json_object_get (item, "messages")),
                           3);
     }
@@ -1280,7 +1246,7 @@ test_one_active_cycle_per_external_id (void **state)
     s_assert_unchanged (before);
     json_t *contact = s_expect (200, "GET", "/v1/contacts/%2B5511998768001",
                                 s_fx.key_a, NULL);
-    assert_string_equal (s_str (contact, "name"), "Cliente");
+    assert_string_equal (rcd_test_str (contact, "name"), "Cliente");
     json_decref (contact);
     json_t *doc = s_get (s_fx.key_a, "DUP-1");
     assert_int_equal (s_int (doc, "id"), first);
@@ -1300,8 +1266,8 @@ test_one_active_cycle_per_external_id (void **state)
     assert_true (second != first);
     doc = s_get (s_fx.key_a, "DUP-1");
     assert_int_equal (s_int (doc, "id"), second);
-    assert_string_equal (s_str (doc, "status"), "active");
-    assert_string_equal (s_str (doc, "due_date"), "2026-12-06");
+    assert_string_equal (rcd_test_str (doc, "status"), "active");
+    assert_string_equal (rcd_test_str (doc, "due_date"), "2026-12-06");
     json_decref (doc);
 
     /* a complete one too */
@@ -1341,8 +1307,8 @@ test_one_active_cycle_per_external_id (void **state)
     assert_true (s_int (json_array_get (items, 1), "id") > 0);
     rcd_test_assert_api_error (json_array_get (items, 2), "conflict",
                                "items[2].external_billing_id");
-    const char *message_text =
-        s_str (json_object_get (json_array_get (items, 2), "error"), "message");
+    const char *message_text = rcd_test_str (
+        json_object_get (json_array_get (items, 2), "error"), "message");
     assert_non_null (strstr (message_text, "items[0]"));
     rcd_test_assert_api_error (json_array_get (items, 3), "conflict",
                                "items[3].external_billing_id");
@@ -1354,8 +1320,9 @@ test_one_active_cycle_per_external_id (void **state)
     assert_int_equal (after.messages, before.messages + 6);
     assert_int_equal (after.contacts, before.contacts + 2);
     doc = s_get (s_fx.key_a, "DUP-3");
-    assert_string_equal (s_str (json_object_get (doc, "contact"), "phone"),
-                         "+5511998768004");
+    assert_string_equal (
+        rcd_test_str (json_object_get (doc, "contact"), "phone"),
+        "+5511998768004");
     json_decref (doc);
 }
 
@@ -1369,7 +1336,7 @@ static void *
 s_race (void *arg)
 {
     s_race_t *r = arg;
-    json_t *a = rcd_test_api (s_fx.port, "POST", "/v1/billing-cycles",
+    json_t *a = rcd_test_api (s_fx.ing.port, "POST", "/v1/billing-cycles",
                               s_fx.key_a, r->body, &r->status);
     json_decref (a);
     return NULL;
@@ -1426,16 +1393,20 @@ test_cancel_cancels_pending_reminders_once (void **state)
     s_rows_t before = s_rows ();
     json_t *doc = s_expect (200, "POST", "/v1/billing-cycles/CAN-1/cancel",
                             s_fx.key_a, NULL);
-    assert_string_equal (s_str (doc, "status"), "cancelled");
+    assert_string_equal (rcd_test_str (doc, "status"), "cancelled");
     assert_true (json_is_string (json_object_get (doc, "cancelled_at")));
     assert_true (json_is_null (json_object_get (doc, "completed_at")));
     json_t *ms = json_object_get (doc, "messages");
     assert_int_equal (json_array_size (ms), 4);
-    assert_string_equal (s_str (json_array_get (ms, 0), "status"), "skipped");
-    assert_string_equal (s_str (json_array_get (ms, 1), "status"), "sending");
-    assert_string_equal (s_str (json_array_get (ms, 2), "status"), "cancelled");
-    assert_string_equal (s_str (json_array_get (ms, 3), "status"), "cancelled");
-    assert_non_null (s_str (json_array_get (ms, 2), "last_error"));
+    assert_string_equal (rcd_test_str (json_array_get (ms, 0), "status"),
+                         "skipped");
+    assert_string_equal (rcd_test_str (json_array_get (ms, 1), "status"),
+                         "sending");
+    assert_string_equal (rcd_test_str (json_array_get (ms, 2), "status"),
+                         "cancelled");
+    assert_string_equal (rcd_test_str (json_array_get (ms, 3), "status"),
+                         "cancelled");
+    assert_non_null (rcd_test_str (json_array_get (ms, 2), "last_error"));
     json_decref (doc);
     /* one history row per cancelled reminder, nothing else */
     s_rows_t after = s_rows ();
@@ -1552,7 +1523,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
         "\"vars\":{\"plan\":\"p\"},\"offsets_days\":[0]}"));
     json_t *c = s_expect (200, "GET", "/v1/contacts/%2B5511998769201",
                           s_fx.key_a, NULL);
-    assert_string_equal (s_str (c, "name"), "Ana Antiga");
+    assert_string_equal (rcd_test_str (c, "name"), "Ana Antiga");
     json_decref (c);
     /* contact data changing between uploads updates it; vars are the
        contact's own and stay */
@@ -1566,12 +1537,14 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
         "\"offsets_days\":[0]}"));
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769201", s_fx.key_a,
                   NULL);
-    assert_string_equal (s_str (c, "name"), "Ana Nova");
-    assert_string_equal (s_str (json_object_get (c, "vars"), "plan"), "gold");
+    assert_string_equal (rcd_test_str (c, "name"), "Ana Nova");
+    assert_string_equal (rcd_test_str (json_object_get (c, "vars"), "plan"),
+                         "gold");
     json_decref (c);
     json_t *doc = s_get (s_fx.key_a, "CT-2");
     assert_string_equal (
-        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        rcd_test_str (json_array_get (json_object_get (doc, "messages"), 0),
+                      "text"),
         "Oi Ana Nova (gold)");
     json_decref (doc);
     /* without a name, the stored one stays and is used */
@@ -1583,11 +1556,12 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
                   "\"offsets_days\":[0]}"));
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769201", s_fx.key_a,
                   NULL);
-    assert_string_equal (s_str (c, "name"), "Ana Nova");
+    assert_string_equal (rcd_test_str (c, "name"), "Ana Nova");
     json_decref (c);
     doc = s_get (s_fx.key_a, "CT-3");
     assert_string_equal (
-        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        rcd_test_str (json_array_get (json_object_get (doc, "messages"), 0),
+                      "text"),
         "Oi Ana Nova (gold)");
     json_decref (doc);
     /* in one batch the last item's name wins */
@@ -1604,7 +1578,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
         s_expect (207, "POST", "/v1/billing-cycles/batch", s_fx.key_a, body));
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769201", s_fx.key_a,
                   NULL);
-    assert_string_equal (s_str (c, "name"), "Ultimo!");
+    assert_string_equal (rcd_test_str (c, "name"), "Ultimo!");
     json_decref (c);
     /* a later item of the batch without a name keeps the earlier one's */
     s_cycle_json (b0, sizeof b0, "CT-6", "+5511998769201", "2026-12-05", "[0]",
@@ -1625,7 +1599,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
     json_decref (r);
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769201", s_fx.key_a,
                   NULL);
-    assert_string_equal (s_str (c, "name"), "Do Meio");
+    assert_string_equal (rcd_test_str (c, "name"), "Do Meio");
     json_decref (c);
     /* a new number named by the batch's first item and unnamed in its
        102nd (another chunk): the name reaches that item's {{name}} */
@@ -1655,7 +1629,8 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
     free (big);
     doc = s_get (s_fx.key_a, "CT-BIG-101");
     assert_string_equal (
-        s_str (json_array_get (json_object_get (doc, "messages"), 0), "text"),
+        rcd_test_str (json_array_get (json_object_get (doc, "messages"), 0),
+                      "text"),
         "Oi Zuleica (x)");
     json_decref (doc);
 
@@ -1669,7 +1644,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
         "{\"external_billing_id\":\"CT-OUT-1\",\"contact\":{\"phone\":"
         "\"+5511998769202\",\"name\":\"Bia\"},\"amount_cents\":100,"
         "\"due_date\":\"2026-12-05\"}");
-    assert_string_equal (s_str (a, "status"), "complete");
+    assert_string_equal (rcd_test_str (a, "status"), "complete");
     assert_int_equal (s_int (a, "skipped"), 0);
     const s_want_t blocked[] = {{-3, "blocked", "2026-12-02 09:00"},
                                 {0, "blocked", "2026-12-05 09:00"},
@@ -1677,14 +1652,14 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
     s_assert_reminders (a, SP, blocked, 3, 0, 0);
     json_decref (a);
     doc = s_get (s_fx.key_a, "CT-OUT-1");
-    assert_string_equal (s_str (doc, "status"), "complete");
+    assert_string_equal (rcd_test_str (doc, "status"), "complete");
     assert_true (json_is_string (json_object_get (doc, "completed_at")));
     json_t *m;
     size_t i;
     json_array_foreach (json_object_get (doc, "messages"), i, m)
     {
-        assert_string_equal (s_str (m, "status"), "blocked");
-        assert_non_null (s_str (m, "last_error"));
+        assert_string_equal (rcd_test_str (m, "status"), "blocked");
+        assert_non_null (rcd_test_str (m, "last_error"));
     }
     json_decref (doc);
     s_rows_t after = s_rows ();
@@ -1701,7 +1676,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769202", s_fx.key_a,
                   NULL);
     assert_true (json_is_true (json_object_get (c, "opted_out")));
-    assert_string_equal (s_str (c, "name"), "Bia");
+    assert_string_equal (rcd_test_str (c, "name"), "Bia");
     json_decref (c);
     /* an opted-out contact never completes a cycle id's reuse wrongly:
        the id is free again at once */
@@ -1720,7 +1695,7 @@ test_the_contact_is_upserted_and_opt_out_blocks_reminders (void **state)
     c = s_expect (200, "GET", "/v1/contacts/%2B5511998769202", s_fx.key_a,
                   NULL);
     assert_true (json_is_true (json_object_get (c, "opted_out")));
-    assert_string_equal (s_str (c, "name"), "Cliente");
+    assert_string_equal (rcd_test_str (c, "name"), "Cliente");
     json_decref (c);
 }
 

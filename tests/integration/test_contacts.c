@@ -5,9 +5,8 @@
     database, as in test_ingestor.c; messages in every status are put in
     place with SQL so that opt-out's blocking can be checked row by row.
 */
-#include "rcd_config.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -24,11 +23,8 @@
 #define ADMIN_KEY "test-admin-key"
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    char *key_a, *key_b;       /* two tenants' keys */
+    rcd_test_ingestor_t ing; /* the ingestor, its database and port */
+    char *key_a, *key_b;     /* two tenants' keys */
     long long tenant_a, tenant_b;
 } fixture_t;
 
@@ -41,44 +37,32 @@ static json_t *
 s_call (const char *method, const char *path, const char *key, const char *body,
         long *status)
 {
-    return rcd_test_api (s_fx.port, method, path, key, body, status);
+    return rcd_test_api (s_fx.ing.port, method, path, key, body, status);
 }
 
-/*  Calls and asserts the status; returns the answer. */
+/*  rcd_test_api_expect on this test's ingestor. */
 static json_t *
 s_expect (long expected, const char *method, const char *path, const char *key,
           const char *body)
 {
-    long status = 0;
-    json_t *a = s_call (method, path, key, body, &status);
-    if (status != expected)
-        fail_msg ("%s %s %s: expected %ld, got %ld", method, path,
-                  body ? body : "", expected, status);
-    assert_non_null (a);
-    return a;
+    return rcd_test_api_expect (s_fx.ing.port, expected, method, path, key,
+                                body);
 }
 
-/*  Calls, asserts a 400 with code and field, frees the answer. */
+/*  rcd_test_api_expect_error of a 400 on this test's ingestor. */
 static void
 s_expect_error (const char *method, const char *path, const char *key,
                 const char *body, const char *code, const char *field)
 {
-    json_t *a = s_expect (400, method, path, key, body);
-    rcd_test_assert_api_error (a, code, field);
-    json_decref (a);
-}
-
-static const char *
-s_str (json_t *obj, const char *name)
-{
-    return json_string_value (json_object_get (obj, name));
+    rcd_test_api_expect_error (s_fx.ing.port, 400, method, path, key, body,
+                               code, field);
 }
 
 static long long
 s_count (const char *sql, const char *p1, const char *p2)
 {
     const char *params[] = {p1, p2};
-    return rcd_test_sql_int (s_fx.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
+    return rcd_test_sql_int (s_fx.ing.url, sql, p2 ? 2 : p1 ? 1 : 0, params);
 }
 
 /*  Inserts a message of tenant to phone in status; returns its id. */
@@ -89,7 +73,7 @@ s_insert_message (long long tenant, const char *phone, const char *status)
     snprintf (t, sizeof t, "%lld", tenant);
     const char *params[] = {t, phone, status};
     long long id = rcd_test_sql_int (
-        s_fx.url,
+        s_fx.ing.url,
         "INSERT INTO messages (tenant_id, to_phone, body, status,"
         "                      lease_until)"
         "VALUES ($1::bigint, $2, 'boleto vence amanhã', $3,"
@@ -106,7 +90,7 @@ s_status_of (long long id)
     char text[24];
     snprintf (text, sizeof text, "%lld", id);
     const char *params[] = {text};
-    return rcd_test_sql (s_fx.url,
+    return rcd_test_sql (s_fx.ing.url,
                          "SELECT status FROM messages WHERE id = $1::bigint", 1,
                          params);
 }
@@ -138,29 +122,10 @@ s_setup (void **state)
     (void)state;
     curl_global_init (CURL_GLOBAL_ALL); /* before any test thread */
     memset (&s_fx, 0, sizeof s_fx);
-    s_fx.url = rcd_test_db_create ("contacts");
-    s_fx.port = rcd_test_free_port ();
-    char buf[256];
-    setenv ("DATABASE_URL", s_fx.url, 1);
-    snprintf (buf, sizeof buf, "%d", s_fx.port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    setenv ("RECADO_HTTP_THREADS", "4", 1);
-    setenv ("RECADO_ADMIN_KEY", ADMIN_KEY, 1);
-    /* nobody listens there: nudges and events are dropped, which the
-       ingestor tolerates by design */
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, &s_fx.cfg),
-                      0);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
-    assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+    rcd_test_ingestor_start (&s_fx.ing, "contacts", ADMIN_KEY, 4);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant a",
                                          &s_fx.tenant_a);
-    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+    s_fx.key_b = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant b",
                                          &s_fx.tenant_b);
     return 0;
 }
@@ -169,11 +134,9 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     free (s_fx.key_a);
     free (s_fx.key_b);
-    rcd_test_db_drop (&s_fx.url);
     curl_global_cleanup ();
     return 0;
 }
@@ -189,34 +152,35 @@ test_put_creates_then_updates_one_row_per_number (void **state)
                           s_fx.key_a,
                           "{\"name\":\"Ana\",\"vars\":{\"plan\":\"gold\","
                           "\"amount\":159.9,\"n\":3}}");
-    assert_string_equal (s_str (a, "phone"), "+5511998760001");
-    assert_string_equal (s_str (a, "name"), "Ana");
+    assert_string_equal (rcd_test_str (a, "phone"), "+5511998760001");
+    assert_string_equal (rcd_test_str (a, "name"), "Ana");
     json_t *vars = json_object_get (a, "vars");
-    assert_string_equal (s_str (vars, "plan"), "gold");
+    assert_string_equal (rcd_test_str (vars, "plan"), "gold");
     assert_true (json_is_number (json_object_get (vars, "amount")));
     assert_int_equal (json_integer_value (json_object_get (vars, "n")), 3);
     assert_true (json_is_false (json_object_get (a, "opted_out")));
     assert_true (json_is_null (json_object_get (a, "opted_out_at")));
-    assert_non_null (s_str (a, "updated_at"));
+    assert_non_null (rcd_test_str (a, "updated_at"));
     json_decref (a);
 
     /* the same number without '+': the name changes, the vars stay */
     a = s_expect (200, "PUT", "/v1/contacts/5511998760001", s_fx.key_a,
                   "{\"name\":\"Ana Maria\"}");
-    assert_string_equal (s_str (a, "phone"), "+5511998760001");
-    assert_string_equal (s_str (a, "name"), "Ana Maria");
-    assert_string_equal (s_str (json_object_get (a, "vars"), "plan"), "gold");
+    assert_string_equal (rcd_test_str (a, "phone"), "+5511998760001");
+    assert_string_equal (rcd_test_str (a, "name"), "Ana Maria");
+    assert_string_equal (rcd_test_str (json_object_get (a, "vars"), "plan"),
+                         "gold");
     json_decref (a);
 
     /* national form, with the mobile ninth digit missing: the vars are
        replaced as a whole, the name stays */
     a = s_expect (200, "PUT", "/v1/contacts/(11)%209876-0001", s_fx.key_a,
                   "{\"vars\":{\"plan\":\"silver\"}}");
-    assert_string_equal (s_str (a, "phone"), "+5511998760001");
-    assert_string_equal (s_str (a, "name"), "Ana Maria");
+    assert_string_equal (rcd_test_str (a, "phone"), "+5511998760001");
+    assert_string_equal (rcd_test_str (a, "name"), "Ana Maria");
     vars = json_object_get (a, "vars");
     assert_int_equal (json_object_size (vars), 1);
-    assert_string_equal (s_str (vars, "plan"), "silver");
+    assert_string_equal (rcd_test_str (vars, "plan"), "silver");
     json_decref (a);
 
     /* null clears */
@@ -320,29 +284,29 @@ test_an_opted_out_contact_stays_opted_out_after_uploads (void **state)
     /* opt-out of a number never seen creates it opted out */
     json_t *a = s_expect (200, "POST", "/v1/contacts/%2B5511912340003/opt-out",
                           s_fx.key_a, NULL);
-    assert_string_equal (s_str (a, "phone"), "+5511912340003");
+    assert_string_equal (rcd_test_str (a, "phone"), "+5511912340003");
     assert_true (json_is_true (json_object_get (a, "opted_out")));
     assert_int_equal (json_integer_value (json_object_get (a, "blocked")), 0);
     json_decref (a);
     json_t *g =
         s_expect (200, "GET", "/v1/contacts/5511912340003", s_fx.key_a, NULL);
     assert_true (json_is_true (json_object_get (g, "opted_out")));
-    char *at = strdup (s_str (g, "opted_out_at"));
+    char *at = strdup (rcd_test_str (g, "opted_out_at"));
     json_decref (g);
 
     /* a later upload changes the name and vars, not the opt-out */
     a = s_expect (200, "PUT", "/v1/contacts/11912340003", s_fx.key_a,
                   "{\"name\":\"Bruno\",\"vars\":{\"city\":\"Recife\"}}");
-    assert_string_equal (s_str (a, "name"), "Bruno");
+    assert_string_equal (rcd_test_str (a, "name"), "Bruno");
     assert_true (json_is_true (json_object_get (a, "opted_out")));
-    assert_string_equal (s_str (a, "opted_out_at"), at);
+    assert_string_equal (rcd_test_str (a, "opted_out_at"), at);
     json_decref (a);
     /* not even with opted_out in the body: it is not a field */
     s_expect_error ("PUT", "/v1/contacts/11912340003", s_fx.key_a,
                     "{\"opted_out\":false}", "invalid_field", "opted_out");
     g = s_expect (200, "GET", "/v1/contacts/11912340003", s_fx.key_a, NULL);
     assert_true (json_is_true (json_object_get (g, "opted_out")));
-    assert_string_equal (s_str (g, "name"), "Bruno");
+    assert_string_equal (rcd_test_str (g, "name"), "Bruno");
     json_decref (g);
     free (at);
 }
@@ -367,7 +331,7 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
 
     r = s_expect (200, "POST", "/v1/contacts/(21)%2099876-0004/opt-out",
                   s_fx.key_a, NULL);
-    assert_string_equal (s_str (r, "phone"), phone);
+    assert_string_equal (rcd_test_str (r, "phone"), phone);
     assert_true (json_is_true (json_object_get (r, "opted_out")));
     assert_int_equal (json_integer_value (json_object_get (r, "blocked")), 2);
     json_decref (r);
@@ -400,9 +364,9 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
 
     json_t *g =
         s_expect (200, "GET", "/v1/contacts/21998760004", s_fx.key_a, NULL);
-    assert_string_equal (s_str (g, "name"), "Carla");
+    assert_string_equal (rcd_test_str (g, "name"), "Carla");
     assert_true (json_is_true (json_object_get (g, "opted_out")));
-    char *at = strdup (s_str (g, "opted_out_at"));
+    char *at = strdup (rcd_test_str (g, "opted_out_at"));
     json_decref (g);
 
     /* idempotent: nothing left to block, the first time is kept */
@@ -414,7 +378,7 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
     snprintf (ids, sizeof ids, "{%lld,%lld}", p1, p2);
     assert_int_equal (s_count (hist, ids, t), 2);
     g = s_expect (200, "GET", "/v1/contacts/21998760004", s_fx.key_a, NULL);
-    assert_string_equal (s_str (g, "opted_out_at"), at);
+    assert_string_equal (rcd_test_str (g, "opted_out_at"), at);
     json_decref (g);
     free (at);
 
@@ -426,7 +390,7 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
        pending; tenant b's to the same number is pending */
     r = s_expect (202, "POST", "/v1/messages", s_fx.key_a,
                   "{\"to\":\"21998760004\",\"text\":\"fatura\"}");
-    assert_string_equal (s_str (r, "status"), "blocked");
+    assert_string_equal (rcd_test_str (r, "status"), "blocked");
     long long late = json_integer_value (json_object_get (r, "id"));
     json_decref (r);
     s_assert_status (late, "blocked");
@@ -434,7 +398,7 @@ test_opt_out_blocks_only_that_tenants_pending_messages_to_it (void **state)
     assert_int_equal (s_count (hist, ids, t), 1);
     r = s_expect (202, "POST", "/v1/messages", s_fx.key_b,
                   "{\"to\":\"21998760004\",\"text\":\"fatura\"}");
-    assert_string_equal (s_str (r, "status"), "pending");
+    assert_string_equal (rcd_test_str (r, "status"), "pending");
     json_decref (r);
 }
 
@@ -451,15 +415,15 @@ test_tenants_do_not_see_each_others_contacts (void **state)
     json_decref (r);
     /* b's upload of the same number is b's own row */
     r = s_expect (200, "PUT", path, s_fx.key_b, "{\"name\":\"Of B\"}");
-    assert_string_equal (s_str (r, "name"), "Of B");
+    assert_string_equal (rcd_test_str (r, "name"), "Of B");
     assert_int_equal (json_object_size (json_object_get (r, "vars")), 0);
     json_decref (r);
     r = s_expect (200, "POST", "/v1/contacts/5531987650006/opt-out", s_fx.key_b,
                   NULL);
     json_decref (r);
     r = s_expect (200, "GET", path, s_fx.key_a, NULL);
-    assert_string_equal (s_str (r, "name"), "Of A");
-    assert_string_equal (s_str (json_object_get (r, "vars"), "s"), "a");
+    assert_string_equal (rcd_test_str (r, "name"), "Of A");
+    assert_string_equal (rcd_test_str (json_object_get (r, "vars"), "s"), "a");
     assert_true (json_is_false (json_object_get (r, "opted_out")));
     json_decref (r);
     assert_int_equal (s_count ("SELECT count(*) FROM contacts"
@@ -475,8 +439,9 @@ test_patch_changes_each_setting_and_get_shows_it (void **state)
 {
     (void)state;
     json_t *before = s_expect (200, "GET", "/v1/tenant", s_fx.key_a, NULL);
-    assert_string_equal (s_str (before, "timezone"), "America/Sao_Paulo");
-    assert_string_equal (s_str (before, "reminder_time"), "09:00");
+    assert_string_equal (rcd_test_str (before, "timezone"),
+                         "America/Sao_Paulo");
+    assert_string_equal (rcd_test_str (before, "reminder_time"), "09:00");
     assert_true (json_is_array (json_object_get (before, "optout_keywords")));
     json_decref (before);
     char *b_before = s_settings (s_fx.key_b);
@@ -490,13 +455,13 @@ test_patch_changes_each_setting_and_get_shows_it (void **state)
         "\"optout_keywords\":[\"sair\",\" Parar \",\"SAIR\",\"stop\"],"
         "\"default_offsets_days\":[3,-3,0,3,-10],"
         "\"reminder_time\":\"08:30\"}");
-    assert_string_equal (s_str (a, "timezone"), "America/Manaus");
+    assert_string_equal (rcd_test_str (a, "timezone"), "America/Manaus");
     json_t *bh = json_object_get (a, "business_hours");
     assert_string_equal (
         json_string_value (json_array_get (
             json_array_get (json_object_get (bh, "mon"), 1), 1)),
         "24:00");
-    assert_string_equal (s_str (a, "generic_template"), "generic_v2");
+    assert_string_equal (rcd_test_str (a, "generic_template"), "generic_v2");
     json_t *kw = json_object_get (a, "optout_keywords");
     assert_int_equal (json_array_size (kw), 3);
     assert_string_equal (json_string_value (json_array_get (kw, 0)), "SAIR");
@@ -508,7 +473,7 @@ test_patch_changes_each_setting_and_get_shows_it (void **state)
     for (size_t i = 0; i < 4; i++)
         assert_int_equal (json_integer_value (json_array_get (off, i)),
                           expected[i]);
-    assert_string_equal (s_str (a, "reminder_time"), "08:30");
+    assert_string_equal (rcd_test_str (a, "reminder_time"), "08:30");
     assert_true (json_is_integer (json_object_get (a, "id")));
     assert_true (json_is_string (json_object_get (a, "webhook_token")));
 
@@ -526,17 +491,17 @@ test_patch_changes_each_setting_and_get_shows_it (void **state)
                   "{\"business_hours\":null,\"generic_template\":null}");
     assert_true (json_is_null (json_object_get (a, "business_hours")));
     assert_true (json_is_null (json_object_get (a, "generic_template")));
-    assert_string_equal (s_str (a, "timezone"), "America/Manaus");
-    assert_string_equal (s_str (a, "reminder_time"), "08:30");
+    assert_string_equal (rcd_test_str (a, "timezone"), "America/Manaus");
+    assert_string_equal (rcd_test_str (a, "reminder_time"), "08:30");
     json_decref (a);
     a = s_expect (200, "PATCH", "/v1/tenant", s_fx.key_a,
                   "{\"reminder_time\":\"00:00\"}");
-    assert_string_equal (s_str (a, "reminder_time"), "00:00");
+    assert_string_equal (rcd_test_str (a, "reminder_time"), "00:00");
     json_decref (a);
     a = s_expect (200, "PATCH", "/v1/tenant", s_fx.key_a,
                   "{\"reminder_time\":\"23:59\",\"optout_keywords\":[\"x\"],"
                   "\"default_offsets_days\":[-365,365]}");
-    assert_string_equal (s_str (a, "reminder_time"), "23:59");
+    assert_string_equal (rcd_test_str (a, "reminder_time"), "23:59");
     assert_int_equal (json_array_size (json_object_get (a, "optout_keywords")),
                       1);
     json_decref (a);

@@ -18,9 +18,8 @@
     billing_cycles_active; without it this test fails (several cycles per
     id, several "id" answers per id).
 */
-#include "rcd_config.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -45,11 +44,8 @@
 #define OFFSETS_MAX 4
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    char *key;                 /* the tenant's key */
+    rcd_test_ingestor_t ing; /* the ingestor, its database and port */
+    char *key;               /* the tenant's key */
     long long tenant;
     int today; /* UTC days since 1970-01-01 at set-up */
 } fixture_t;
@@ -186,7 +182,7 @@ s_client_run (void *arg)
     client_t *c = arg;
     char url[128], auth[256];
     snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/billing-cycles/batch",
-              s_fx.port);
+              s_fx.ing.port);
     snprintf (auth, sizeof auth, "Authorization: Bearer %s", s_fx.key);
     CURL *curl = curl_easy_init ();
     struct curl_slist *headers = NULL;
@@ -360,7 +356,7 @@ s_sql_int (const char *sql)
     char tenant[24];
     snprintf (tenant, sizeof tenant, "%lld", s_fx.tenant);
     const char *params[] = {tenant};
-    return rcd_test_sql_int (s_fx.url, sql, 1, params);
+    return rcd_test_sql_int (s_fx.ing.url, sql, 1, params);
 }
 
 /*  The database agrees with the answers: per id the answered cycle is
@@ -429,7 +425,7 @@ s_check_database (const tally_t *t, int expected_rows)
         snprintf (tenant, sizeof tenant, "%lld", s_fx.tenant);
         const char *params[] = {tenant, ext};
         char *row = rcd_test_sql (
-            s_fx.url,
+            s_fx.ing.url,
             "SELECT id || ' ' || cardinality(offsets_days) || ' ' ||"
             "       contact_name"
             "  FROM billing_cycles"
@@ -460,7 +456,7 @@ s_check_database (const tally_t *t, int expected_rows)
     {
         const char *params[] = {key};
         long long stored = rcd_test_sql_int (
-            s_fx.url,
+            s_fx.ing.url,
             "SELECT billing_cycle_id FROM messages WHERE id = $1::bigint", 1,
             params);
         assert_int_equal (stored, json_integer_value (cycle));
@@ -479,37 +475,14 @@ s_setup (void **state)
     (void)state;
     curl_global_init (CURL_GLOBAL_ALL); /* before any client thread */
     memset (&s_fx, 0, sizeof s_fx);
-    s_fx.url = rcd_test_db_create ("cycle_concurrency");
-    s_fx.port = rcd_test_free_port ();
     s_fx.today = (int)(time (NULL) / 86400);
-    char buf[256];
-    setenv ("DATABASE_URL", s_fx.url, 1);
-    snprintf (buf, sizeof buf, "%d", s_fx.port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    setenv ("RECADO_HTTP_THREADS", "8", 1);
-    setenv ("RECADO_ADMIN_KEY", ADMIN_KEY, 1);
-    /* nobody listens there: nudges and events are dropped, which the
-       ingestor tolerates by design */
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, &s_fx.cfg),
-                      0);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
-    assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key =
-        rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "racers", &s_fx.tenant);
-    long status = 0;
-    json_t *a = rcd_test_api (
-        s_fx.port, "PUT", "/v1/templates/cobranca", s_fx.key,
+    rcd_test_ingestor_start (&s_fx.ing, "cycle_concurrency", ADMIN_KEY, 8);
+    s_fx.key = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "racers",
+                                       &s_fx.tenant);
+    json_decref (rcd_test_api_expect (
+        s_fx.ing.port, 200, "PUT", "/v1/templates/cobranca", s_fx.key,
         "{\"variations\":[\"Olá {{name}}, sua fatura de {{amount}} vence "
-        "em {{due_date}}.\",\"{{name}}: {{amount}} até {{due_date}}.\"]}",
-        &status);
-    assert_int_equal (status, 200);
-    json_decref (a);
+        "em {{due_date}}.\",\"{{name}}: {{amount}} até {{due_date}}.\"]}"));
     return 0;
 }
 
@@ -517,10 +490,8 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     free (s_fx.key);
-    rcd_test_db_drop (&s_fx.url);
     curl_global_cleanup ();
     return 0;
 }
@@ -563,7 +534,7 @@ test_concurrent_uploads_create_one_cycle_per_id (void **state)
         snprintf (path, sizeof path, "/v1/billing-cycles/inv-%03d/cancel", id);
         long status = 0;
         json_t *a =
-            rcd_test_api (s_fx.port, "POST", path, s_fx.key, NULL, &status);
+            rcd_test_api (s_fx.ing.port, "POST", path, s_fx.key, NULL, &status);
         if (status == 200) {
             assert_string_equal (
                 json_string_value (json_object_get (a, "status")), "cancelled");
@@ -589,7 +560,7 @@ test_concurrent_uploads_create_one_cycle_per_id (void **state)
         snprintf (tenant, sizeof tenant, "%lld", s_fx.tenant);
         const char *params[] = {tenant, ext};
         long long rows = rcd_test_sql_int (
-            s_fx.url,
+            s_fx.ing.url,
             "SELECT count(*) FROM billing_cycles"
             " WHERE tenant_id = $1::bigint AND external_billing_id = $2",
             2, params);

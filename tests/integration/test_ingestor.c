@@ -6,11 +6,10 @@
     (events) itself to see what the ingestor sends. The last tests run
     the built binary.
 */
-#include "rcd_config.h"
 #include "rcd_crypto.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_proto.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -30,13 +29,11 @@
 #define ADMIN_KEY "test-admin-key"
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    zsock_t *nudges;           /* PULL bound where the ingestor pushes */
-    zsock_t *events;           /* SUB bound where the ingestor publishes */
-    char *key_a, *key_b;       /* two tenants' keys */
+    char *url;               /* test database */
+    rcd_test_ingestor_t ing; /* the ingestor and its port */
+    zsock_t *nudges;         /* PULL bound where the ingestor pushes */
+    zsock_t *events;         /* SUB bound where the ingestor publishes */
+    char *key_a, *key_b;     /* two tenants' keys */
     long long tenant_a, tenant_b;
 } fixture_t;
 
@@ -48,7 +45,7 @@ static json_t *
 s_call (const char *method, const char *path, const char *key, const char *body,
         long *status)
 {
-    return rcd_test_api (s_fx.port, method, path, key, body, status);
+    return rcd_test_api (s_fx.ing.port, method, path, key, body, status);
 }
 
 static long long
@@ -98,28 +95,6 @@ s_next_nudge (rcd_nudge_t *out, int timeout_ms)
     return rc;
 }
 
-/*  Loads the ingestor's config from the environment we set. */
-static void
-s_load_config (rcd_ingestor_config_t *cfg, const char *db_url, int port,
-               const char *admin_key, int nudge_port, int events_port)
-{
-    char buf[256];
-    setenv ("DATABASE_URL", db_url, 1);
-    snprintf (buf, sizeof buf, "%d", port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    setenv ("RECADO_HTTP_THREADS", "4", 1);
-    if (admin_key)
-        setenv ("RECADO_ADMIN_KEY", admin_key, 1);
-    else
-        unsetenv ("RECADO_ADMIN_KEY");
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", nudge_port);
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", events_port);
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    memset (cfg, 0, sizeof *cfg);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, cfg), 0);
-}
-
 static bool
 s_healthy (int port)
 {
@@ -135,7 +110,6 @@ s_setup (void **state)
     curl_global_init (CURL_GLOBAL_ALL); /* before any test thread */
     memset (&s_fx, 0, sizeof s_fx);
     s_fx.url = rcd_test_db_create ("ingestor");
-    s_fx.port = rcd_test_free_port ();
     int nudge_port = rcd_test_free_port ();
     int events_port = rcd_test_free_port ();
     s_fx.nudges = zsock_new (ZMQ_PULL);
@@ -146,14 +120,11 @@ s_setup (void **state)
     assert_int_equal (
         zsock_bind (s_fx.events, "tcp://127.0.0.1:%d", events_port),
         events_port);
-    s_load_config (&s_fx.cfg, s_fx.url, s_fx.port, ADMIN_KEY, nudge_port,
-                   events_port);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    assert_true (s_healthy (s_fx.port));
-    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+    rcd_test_ingestor_start_on (&s_fx.ing, s_fx.url, ADMIN_KEY, 4, nudge_port,
+                                events_port);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant a",
                                          &s_fx.tenant_a);
-    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+    s_fx.key_b = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant b",
                                          &s_fx.tenant_b);
     return 0;
 }
@@ -162,8 +133,7 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     zsock_destroy (&s_fx.nudges);
     zsock_destroy (&s_fx.events);
     free (s_fx.key_a);
@@ -274,21 +244,12 @@ static void
 test_admin_api_is_forbidden_without_an_admin_key (void **state)
 {
     (void)state;
-    rcd_ingestor_config_t cfg;
-    int port = rcd_test_free_port ();
-    s_load_config (&cfg, s_fx.url, port, NULL, rcd_test_free_port (),
-                   rcd_test_free_port ());
-    assert_string_equal (cfg.admin_key, ""); /* unset */
-    zactor_t *actor = zactor_new (rcd_ingestor_server, &cfg);
-    assert_true (s_healthy (port));
-    long status = 0;
-    json_t *a = rcd_test_api (port, "POST", "/v1/tenants", "anything",
-                              "{\"name\":\"x\"}", &status);
-    assert_int_equal (status, 403);
-    rcd_test_assert_api_error (a, "forbidden", NULL);
-    json_decref (a);
-    zactor_destroy (&actor);
-    rcd_config_free (rcd_ingestor_config_specs, &cfg);
+    rcd_test_ingestor_t ing;
+    rcd_test_ingestor_start_on (&ing, s_fx.url, NULL, 4, 0, 0);
+    assert_string_equal (ing.cfg.admin_key, ""); /* unset */
+    rcd_test_api_expect_error (ing.port, 403, "POST", "/v1/tenants", "anything",
+                               "{\"name\":\"x\"}", "forbidden", NULL);
+    rcd_test_ingestor_stop (&ing);
 }
 
 /*  --- instances --- */
@@ -329,7 +290,8 @@ test_instance_registration_never_answers_credentials (void **state)
     /* the listing shows health and circuit state, no secret */
     rcd_test_http_t res = {0};
     char url[128];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/instances", s_fx.port);
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/instances",
+              s_fx.ing.port);
     res = rcd_test_http ("GET", url, s_fx.key_a, NULL, NULL);
     assert_int_equal (res.status, 200);
     assert_null (strstr (res.body, "EVO-SECRET-1"));
@@ -451,7 +413,8 @@ s_race (void *arg)
 {
     race_t *r = arg;
     char url[128];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/messages", s_fx.port);
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/messages",
+              s_fx.ing.port);
     rcd_test_http_t res =
         rcd_test_http ("POST", url, r->key,
                        "{\"to\":\"11 98888-0002\",\"text\":\"raced\","
@@ -608,7 +571,7 @@ test_listing_pages_with_a_cursor (void **state)
     (void)state;
     long long tenant = 0;
     char *key =
-        rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "lister", &tenant);
+        rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "lister", &tenant);
     long long ids[5];
     for (int i = 0; i < 5; i++)
         ids[i] = s_post_message (
@@ -682,7 +645,7 @@ test_batch_answers_each_item_and_stores_only_good_ones (void **state)
     (void)state;
     long long tenant = 0;
     char *key =
-        rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "batcher", &tenant);
+        rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "batcher", &tenant);
     const char *body =
         "{\"items\":["
         "{\"to\":\"11 91234-0001\",\"text\":\"b0\"},"
@@ -759,7 +722,8 @@ test_large_batch_is_stored_in_chunks_in_order (void **state)
 {
     (void)state;
     long long tenant = 0;
-    char *key = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "bulk", &tenant);
+    char *key =
+        rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "bulk", &tenant);
     json_t *items = json_array ();
     for (int i = 0; i < 250; i++) {
         char to[32], text[32];
@@ -987,7 +951,7 @@ test_oversize_body_is_refused_before_parsing (void **state)
     (void)state;
     long long before = s_count ("SELECT count(*) FROM messages");
     /* not JSON at all: a 413, not an invalid_json, proves no parse */
-    size_t size = (size_t)s_fx.cfg.max_body_bytes + 1;
+    size_t size = (size_t)s_fx.ing.cfg.max_body_bytes + 1;
     char *body = malloc (size + 1);
     assert_non_null (body);
     memset (body, 'x', size);
@@ -1000,7 +964,8 @@ test_oversize_body_is_refused_before_parsing (void **state)
 
     /* the same without a Content-Length: counted as it arrives */
     char url[128];
-    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/messages", s_fx.port);
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/v1/messages",
+              s_fx.ing.port);
     const char *chunked[] = {"Transfer-Encoding: chunked", NULL};
     rcd_test_http_t res =
         rcd_test_http ("POST", url, s_fx.key_a, body, chunked);
@@ -1089,28 +1054,18 @@ static void
 test_database_down_answers_503 (void **state)
 {
     (void)state;
-    rcd_ingestor_config_t cfg;
     char db[128];
     snprintf (db, sizeof db,
               "host=127.0.0.1 port=%d dbname=none connect_timeout=2",
               rcd_test_free_port ());
-    int port = rcd_test_free_port ();
-    s_load_config (&cfg, db, port, ADMIN_KEY, rcd_test_free_port (),
-                   rcd_test_free_port ());
-    zactor_t *actor = zactor_new (rcd_ingestor_server, &cfg);
-    assert_true (s_healthy (port));
-    long status = 0;
-    json_t *a = rcd_test_api (port, "GET", "/readyz", NULL, NULL, &status);
-    assert_int_equal (status, 503);
-    rcd_test_assert_api_error (a, "unavailable", NULL);
-    json_decref (a);
-    a = rcd_test_api (port, "POST", "/v1/messages", s_fx.key_a,
-                      "{\"to\":\"+5511912345678\",\"text\":\"x\"}", &status);
-    assert_int_equal (status, 503);
-    rcd_test_assert_api_error (a, "unavailable", NULL);
-    json_decref (a);
-    zactor_destroy (&actor);
-    rcd_config_free (rcd_ingestor_config_specs, &cfg);
+    rcd_test_ingestor_t ing;
+    rcd_test_ingestor_start_on (&ing, db, ADMIN_KEY, 4, 0, 0);
+    rcd_test_api_expect_error (ing.port, 503, "GET", "/readyz", NULL, NULL,
+                               "unavailable", NULL);
+    rcd_test_api_expect_error (
+        ing.port, 503, "POST", "/v1/messages", s_fx.key_a,
+        "{\"to\":\"+5511912345678\",\"text\":\"x\"}", "unavailable", NULL);
+    rcd_test_ingestor_stop (&ing);
 }
 
 /*  Environment for the binary; entries point into buf. */

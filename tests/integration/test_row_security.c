@@ -16,10 +16,9 @@
     for its own tenant, also after the pooled connections were killed and
     remade (the session state is then lost and must be set again).
 */
-#include "rcd_config.h"
 #include "rcd_db.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -40,11 +39,9 @@
 #define HTTP_THREADS 2
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    char *key_a, *key_b;       /* two tenants' keys */
+    char *url;               /* test database, prepared before the ingestor */
+    rcd_test_ingestor_t ing; /* the ingestor and its port */
+    char *key_a, *key_b;     /* two tenants' keys */
     long long tenant_a, tenant_b;
 } fixture_t;
 
@@ -100,7 +97,7 @@ static json_t *
 s_call (const char *method, const char *path, const char *key, const char *body,
         long *status)
 {
-    return rcd_test_api (s_fx.port, method, path, key, body, status);
+    return rcd_test_api (s_fx.ing.port, method, path, key, body, status);
 }
 
 /*  Rows of tenant in table, seen as the superuser (no wall). */
@@ -202,29 +199,11 @@ s_setup (void **state)
            "     DEFAULT current_setting('recado.tenant_id', true),"
            " ADD COLUMN t_pid integer DEFAULT pg_backend_pid()");
 
-    s_fx.port = rcd_test_free_port ();
-    char buf[256];
-    setenv ("DATABASE_URL", s_fx.url, 1);
-    snprintf (buf, sizeof buf, "%d", s_fx.port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    snprintf (buf, sizeof buf, "%d", HTTP_THREADS);
-    setenv ("RECADO_HTTP_THREADS", buf, 1);
-    setenv ("RECADO_ADMIN_KEY", ADMIN_KEY, 1);
-    /* nobody listens there: nudges and events are dropped, which the
-       ingestor tolerates by design */
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, &s_fx.cfg),
-                      0);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
-    assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+    rcd_test_ingestor_start_on (&s_fx.ing, s_fx.url, ADMIN_KEY, HTTP_THREADS, 0,
+                                0);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant a",
                                          &s_fx.tenant_a);
-    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+    s_fx.key_b = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant b",
                                          &s_fx.tenant_b);
 
     /* two rows of a and four of b in every table, as the superuser */
@@ -244,8 +223,7 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     free (s_fx.key_a);
     free (s_fx.key_b);
     rcd_test_db_drop (&s_fx.url);
@@ -636,7 +614,8 @@ test_tenants_interleaved_on_shared_connections_stay_apart (void **state)
                       s_fx.tenant_b);
     json_decref (a);
     long long c = 0;
-    char *key_c = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant c", &c);
+    char *key_c =
+        rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant c", &c);
     assert_true (c > s_fx.tenant_b);
     /* a new tenant sees none of the others' messages */
     a = s_call ("GET", "/v1/messages?limit=500", key_c, NULL, &status);

@@ -8,9 +8,8 @@
     to fall back to" is checked there. Every refused request is checked
     to have stored nothing by counting rows before and after.
 */
-#include "rcd_config.h"
-#include "rcd_ingestor_server.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -27,11 +26,8 @@
 #define ADMIN_KEY "test-admin-key"
 
 typedef struct {
-    char *url;                 /* test database */
-    int port;                  /* HTTP */
-    rcd_ingestor_config_t cfg; /* the actor's config */
-    zactor_t *actor;           /* the ingestor */
-    char *key_a, *key_b;       /* two tenants' keys */
+    rcd_test_ingestor_t ing; /* the ingestor, its database and port */
+    char *key_a, *key_b;     /* two tenants' keys */
     long long tenant_a, tenant_b;
 } fixture_t;
 
@@ -39,36 +35,22 @@ static fixture_t s_fx;
 
 /*  --- helpers --- */
 
-/*  Calls and asserts the status; returns the answer (never NULL). */
+/*  rcd_test_api_expect on this test's ingestor. */
 static json_t *
 s_expect (long expected, const char *method, const char *path, const char *key,
           const char *body)
 {
-    long status = 0;
-    json_t *a = rcd_test_api (s_fx.port, method, path, key, body, &status);
-    if (status != expected) {
-        char *text = a ? json_dumps (a, JSON_COMPACT) : NULL;
-        fail_msg ("%s %s %.300s: expected %ld, got %ld: %s", method, path,
-                  body ? body : "", expected, status, text ? text : "");
-    }
-    assert_non_null (a);
-    return a;
+    return rcd_test_api_expect (s_fx.ing.port, expected, method, path, key,
+                                body);
 }
 
-/*  Calls, asserts a 400 with code and field, frees the answer. */
+/*  rcd_test_api_expect_error of a 400 on this test's ingestor. */
 static void
 s_expect_error (const char *method, const char *path, const char *key,
                 const char *body, const char *code, const char *field)
 {
-    json_t *a = s_expect (400, method, path, key, body);
-    rcd_test_assert_api_error (a, code, field);
-    json_decref (a);
-}
-
-static const char *
-s_str (json_t *obj, const char *name)
-{
-    return json_string_value (json_object_get (obj, name));
+    rcd_test_api_expect_error (s_fx.ing.port, 400, method, path, key, body,
+                               code, field);
 }
 
 /*  Rows of messages, message_history and templates, all tenants: a
@@ -81,12 +63,12 @@ static s_rows_t
 s_rows (void)
 {
     s_rows_t rows;
-    rows.messages =
-        rcd_test_sql_int (s_fx.url, "SELECT count(*) FROM messages", 0, NULL);
+    rows.messages = rcd_test_sql_int (s_fx.ing.url,
+                                      "SELECT count(*) FROM messages", 0, NULL);
     rows.history = rcd_test_sql_int (
-        s_fx.url, "SELECT count(*) FROM message_history", 0, NULL);
-    rows.templates =
-        rcd_test_sql_int (s_fx.url, "SELECT count(*) FROM templates", 0, NULL);
+        s_fx.ing.url, "SELECT count(*) FROM message_history", 0, NULL);
+    rows.templates = rcd_test_sql_int (
+        s_fx.ing.url, "SELECT count(*) FROM templates", 0, NULL);
     return rows;
 }
 
@@ -118,8 +100,8 @@ s_text_of (long long id, const char *tenant_key)
     char path[64];
     snprintf (path, sizeof path, "/v1/messages/%lld", id);
     json_t *a = s_expect (200, "GET", path, tenant_key, NULL);
-    assert_non_null (s_str (a, "text"));
-    char *text = strdup (s_str (a, "text"));
+    assert_non_null (rcd_test_str (a, "text"));
+    char *text = strdup (rcd_test_str (a, "text"));
     json_decref (a);
     return text;
 }
@@ -152,29 +134,10 @@ s_setup (void **state)
     (void)state;
     curl_global_init (CURL_GLOBAL_ALL); /* before any test thread */
     memset (&s_fx, 0, sizeof s_fx);
-    s_fx.url = rcd_test_db_create ("templates");
-    s_fx.port = rcd_test_free_port ();
-    char buf[256];
-    setenv ("DATABASE_URL", s_fx.url, 1);
-    snprintf (buf, sizeof buf, "%d", s_fx.port);
-    setenv ("RECADO_HTTP_PORT", buf, 1);
-    setenv ("RECADO_HTTP_THREADS", "4", 1);
-    setenv ("RECADO_ADMIN_KEY", ADMIN_KEY, 1);
-    /* nobody listens there: nudges and events are dropped, which the
-       ingestor tolerates by design */
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_NUDGE_ENDPOINT", buf, 1);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", rcd_test_free_port ());
-    setenv ("RECADO_EVENTS_ENDPOINT", buf, 1);
-    assert_int_equal (rcd_config_load (rcd_ingestor_config_specs, &s_fx.cfg),
-                      0);
-    s_fx.actor = zactor_new (rcd_ingestor_server, &s_fx.cfg);
-    assert_non_null (s_fx.actor);
-    snprintf (buf, sizeof buf, "http://127.0.0.1:%d/healthz", s_fx.port);
-    assert_true (rcd_test_wait_http_ok (buf, 10000));
-    s_fx.key_a = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant a",
+    rcd_test_ingestor_start (&s_fx.ing, "templates", ADMIN_KEY, 4);
+    s_fx.key_a = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant a",
                                          &s_fx.tenant_a);
-    s_fx.key_b = rcd_test_create_tenant (s_fx.port, ADMIN_KEY, "tenant b",
+    s_fx.key_b = rcd_test_create_tenant (s_fx.ing.port, ADMIN_KEY, "tenant b",
                                          &s_fx.tenant_b);
     return 0;
 }
@@ -183,11 +146,9 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    zactor_destroy (&s_fx.actor);
-    rcd_config_free (rcd_ingestor_config_specs, &s_fx.cfg);
+    rcd_test_ingestor_stop (&s_fx.ing);
     free (s_fx.key_a);
     free (s_fx.key_b);
-    rcd_test_db_drop (&s_fx.url);
     curl_global_cleanup ();
     return 0;
 }
@@ -202,16 +163,16 @@ test_put_creates_replaces_and_lists_per_tenant (void **state)
         s_expect (200, "PUT", "/v1/templates/billing.v1-x_Y", s_fx.key_a,
                   "{\"variations\":[\"Olá {{name}}\","
                   "\"Oi {{ name }}, tudo bem?\"]}");
-    assert_string_equal (s_str (a, "key"), "billing.v1-x_Y");
+    assert_string_equal (rcd_test_str (a, "key"), "billing.v1-x_Y");
     json_t *v = json_object_get (a, "variations");
     assert_int_equal (json_array_size (v), 2);
     assert_string_equal (json_string_value (json_array_get (v, 0)),
                          "Olá {{name}}");
     assert_string_equal (json_string_value (json_array_get (v, 1)),
                          "Oi {{ name }}, tudo bem?");
-    assert_non_null (s_str (a, "created_at"));
-    assert_non_null (s_str (a, "updated_at"));
-    char *created = strdup (s_str (a, "created_at"));
+    assert_non_null (rcd_test_str (a, "created_at"));
+    assert_non_null (rcd_test_str (a, "updated_at"));
+    char *created = strdup (rcd_test_str (a, "created_at"));
     json_decref (a);
 
     /* replacing keeps one row and its created_at */
@@ -222,8 +183,8 @@ test_put_creates_replaces_and_lists_per_tenant (void **state)
     assert_int_equal (json_array_size (v), 1);
     assert_string_equal (json_string_value (json_array_get (v, 0)),
                          "Só uma {{name}}");
-    assert_string_equal (s_str (a, "created_at"), created);
-    assert_true (strcmp (s_str (a, "updated_at"), created) >= 0);
+    assert_string_equal (rcd_test_str (a, "created_at"), created);
+    assert_true (strcmp (rcd_test_str (a, "updated_at"), created) >= 0);
     json_decref (a);
     s_assert_rows (before, 0, 0);
     free (created);
@@ -259,15 +220,16 @@ test_put_creates_replaces_and_lists_per_tenant (void **state)
     a = s_expect (200, "GET", "/v1/templates", s_fx.key_a, NULL);
     json_t *items = json_object_get (a, "items");
     assert_int_equal (json_array_size (items), 3);
-    assert_string_equal (s_str (json_array_get (items, 0), "key"), "aaa");
-    assert_string_equal (s_str (json_array_get (items, 1), "key"),
+    assert_string_equal (rcd_test_str (json_array_get (items, 0), "key"),
+                         "aaa");
+    assert_string_equal (rcd_test_str (json_array_get (items, 1), "key"),
                          "billing.v1-x_Y");
-    assert_string_equal (s_str (json_array_get (items, 2), "key"), key);
+    assert_string_equal (rcd_test_str (json_array_get (items, 2), "key"), key);
     json_t *first = json_array_get (items, 0);
     assert_string_equal (json_string_value (json_array_get (
                              json_object_get (first, "variations"), 0)),
                          "primeiro");
-    assert_non_null (s_str (first, "created_at"));
+    assert_non_null (rcd_test_str (first, "created_at"));
     json_decref (a);
     a = s_expect (200, "GET", "/v1/templates", s_fx.key_b, NULL);
     assert_int_equal (json_array_size (json_object_get (a, "items")), 0);
@@ -364,7 +326,7 @@ test_put_refuses_every_invalid_input_and_keeps_the_old (void **state)
 
     /* the stored template is untouched */
     char *stored =
-        rcd_test_sql (s_fx.url,
+        rcd_test_sql (s_fx.ing.url,
                       "SELECT array_to_json(variations)::text FROM templates"
                       " WHERE key = 'kept'",
                       0, NULL);
@@ -394,8 +356,8 @@ test_message_text_is_rendered_at_ingest (void **state)
                     "Olá Ana, seu plano gold vence amanhã.");
     /* the stored row holds the rendered text, not the template */
     char *body = rcd_test_sql (
-        s_fx.url, "SELECT body FROM messages WHERE to_phone = '+5511998760101'",
-        0, NULL);
+        s_fx.ing.url,
+        "SELECT body FROM messages WHERE to_phone = '+5511998760101'", 0, NULL);
     assert_string_equal (body, "Olá Ana, seu plano gold vence amanhã.");
     free (body);
     s_assert_rows (before, 1, 0);
@@ -490,7 +452,7 @@ test_variation_is_chosen_by_message_id_and_spread_evenly (void **state)
         snprintf (p, sizeof p, "%lld", id);
         const char *params[] = {p};
         char *body = rcd_test_sql (
-            s_fx.url, "SELECT body FROM messages WHERE id = $1::bigint", 1,
+            s_fx.ing.url, "SELECT body FROM messages WHERE id = $1::bigint", 1,
             params);
         assert_non_null (body);
         if (strcmp (body, expected) != 0)
@@ -505,8 +467,8 @@ test_variation_is_chosen_by_message_id_and_spread_evenly (void **state)
         const char *params[] = {like};
         assert_int_equal (
             rcd_test_sql_int (
-                s_fx.url, "SELECT count(*) FROM messages WHERE body LIKE $1", 1,
-                params),
+                s_fx.ing.url,
+                "SELECT count(*) FROM messages WHERE body LIKE $1", 1, params),
             100);
     }
     /* GET shows the same text */

@@ -232,6 +232,37 @@ rcd_test_assert_api_error (json_t *answer, const char *code, const char *field)
         assert_true (json_is_null (f));
 }
 
+json_t *
+rcd_test_api_expect (int port, long expected, const char *method,
+                     const char *path, const char *key, const char *body)
+{
+    long status = 0;
+    json_t *a = rcd_test_api (port, method, path, key, body, &status);
+    if (status != expected) {
+        char *text = a ? json_dumps (a, JSON_COMPACT) : NULL;
+        fail_msg ("%s %s %.400s: expected %ld, got %ld: %.400s", method, path,
+                  body ? body : "", expected, status, text ? text : "");
+    }
+    assert_non_null (a);
+    return a;
+}
+
+void
+rcd_test_api_expect_error (int port, long status, const char *method,
+                           const char *path, const char *key, const char *body,
+                           const char *code, const char *field)
+{
+    json_t *a = rcd_test_api_expect (port, status, method, path, key, body);
+    rcd_test_assert_api_error (a, code, field);
+    json_decref (a);
+}
+
+const char *
+rcd_test_str (json_t *obj, const char *name)
+{
+    return json_string_value (json_object_get (obj, name));
+}
+
 char *
 rcd_test_create_tenant (int port, const char *admin_key, const char *name,
                         long long *id)

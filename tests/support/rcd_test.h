@@ -68,6 +68,25 @@ rcd_test_api (int port, const char *method, const char *path, const char *key,
 void
 rcd_test_assert_api_error (json_t *answer, const char *code, const char *field);
 
+/*  rcd_test_api asserting the status (the failure shows the request and
+    the answer) and a JSON answer; returns it (never NULL, caller
+    decrefs). */
+json_t *
+rcd_test_api_expect (int port, long expected, const char *method,
+                     const char *path, const char *key, const char *body);
+
+/*  rcd_test_api_expect of status, then rcd_test_assert_api_error with
+    code and field; frees the answer. */
+void
+rcd_test_api_expect_error (int port, long status, const char *method,
+                           const char *path, const char *key, const char *body,
+                           const char *code, const char *field);
+
+/*  The string member name of obj; NULL when obj is not an object or the
+    member is absent or not a string. */
+const char *
+rcd_test_str (json_t *obj, const char *name);
+
 /*  Creates a tenant through POST /v1/tenants with the admin key, asserting
     201; answers its API key (caller frees) and its id in *id (may be
     NULL). */
