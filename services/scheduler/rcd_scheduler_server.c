@@ -65,49 +65,134 @@ const rcd_config_spec_t rcd_scheduler_config_specs[] = {
                     INT64_MAX, "advisory lock key of the active scheduler"),
     RCD_CONFIG_INT ("drain_timeout_ms", S_TYPE, drain_timeout_ms, "5000", 0,
                     600000, "time allowed to drain on SIGTERM"),
+    RCD_CONFIG_INT ("recipient_interval_ms", S_TYPE, recipient_interval_ms,
+                    "6000", 0, 86400000,
+                    "least time between two messages to one recipient of a "
+                    "tenant (0: no pacing)"),
     RCD_CONFIG_END};
 #undef S_TYPE
 
-/*  One claim: due rows, in priority then send_at order, whose tenant's
-    business hours are open now (migration 0002), whose tenant has a usable
-    instance and whose contact has not opted out. open_tenants is a tenant
-    check, not a per-row one: the plan walks messages_due and memoizes the
-    answer per tenant_id, so rcd_business_open runs once per tenant met.
-    Check the prepared (generic) plan after any change here: it must stay
-    an ordered walk of messages_due. Passing the closed tenants as an
-    array parameter instead turned it into a sequential scan and a sort of
-    every due row (240 ms a claim at 100 000 pending, 4 300 msg/s), and
-    forcing custom plans cost a planning per claim on the nudge path. */
+/*  The instances and what each may take now: enabled rows with the
+    headroom left under their hourly and daily caps (counters of another
+    period read as 0), and why an instance cannot be used, NULL when it
+    can. A circuit that is open (or half open with its probe overdue)
+    past circuit_until asks for a probe. */
+static const char *s_instances_sql =
+    "SELECT id, tenant_id, rate_per_second, headroom,"
+    "       circuit_state <> 'closed' AS probe,"
+    "       CASE WHEN health IN ('close', 'refused', 'unauthorized',"
+    "                            'not_found') THEN 'health_' || health"
+    "            WHEN paused_until > now() THEN 'paused'"
+    "            WHEN circuit_state <> 'closed'"
+    "             AND coalesce(circuit_until > now(), false)"
+    "            THEN 'circuit_' || circuit_state"
+    "            WHEN headroom <= 0 THEN 'cap_reached'"
+    "       END AS unusable"
+    "  FROM (SELECT i.*, least("
+    "          coalesce(i.hourly_cap - CASE WHEN i.hour_start"
+    "                   = date_trunc('hour', now()) THEN i.hour_used"
+    "                   ELSE 0 END, 2147483647),"
+    "          coalesce(i.daily_cap - CASE WHEN i.day_start"
+    "                   = date_trunc('day', now(), t.timezone)"
+    "                   THEN i.day_used ELSE 0 END, 2147483647)) AS headroom"
+    "          FROM instances i JOIN tenants t ON t.id = i.tenant_id"
+    "         WHERE i.enabled) x"
+    " ORDER BY id";
+
+/*  One claim. $1..$3 are the usable instances with the number of
+    messages each may take now (its tokens, within its caps) and whether
+    that one is a circuit probe; $4 the lease, $5 the recipient interval
+    (0: no pacing), $6 the most rows to claim.
+
+    Each tenant with budget and open business hours (migration 0002)
+    walks its own due work (messages_tenant_due), at most its budget plus
+    a little, so one tenant's backlog is never walked for another. Rows
+    to opted-out contacts, rows pinned to an instance without budget and
+    recipients paced (recipient_pacing) are passed over. A message goes
+    to its pinned instance, else its contact's last instance when usable,
+    else the instance it had on its last attempt when usable, else the
+    tenant's budgets are dealt out in order, largest first. Per instance
+    at most its budget is taken and per recipient at most one message.
+
+    In the same statement: history, the recipient's next allowed time,
+    the instances' hour and day counters (the caps are counted at claim,
+    so they hold across restarts and never count low), a probed
+    circuit's move to half_open with the lease as the probe's deadline,
+    and the contact's last instance. */
 static const char *s_claim_sql =
-    "WITH open_tenants AS ("
-    "  SELECT t.id FROM tenants t"
-    "   WHERE t.business_hours IS NULL"
-    "      OR rcd_business_open(t.business_hours, t.timezone, now())"
-    "), due AS ("
-    "  SELECT m.id FROM messages m"
-    "   WHERE m.status = 'pending' AND m.send_at <= now()"
-    "     AND m.tenant_id IN (SELECT id FROM open_tenants)"
-    "     AND (m.valid_until IS NULL OR m.valid_until > now())"
-    "     AND EXISTS (SELECT 1 FROM instances i"
-    "                  WHERE i.tenant_id = m.tenant_id AND i.enabled"
-    "                    AND (m.instance_id IS NULL OR i.id = m.instance_id))"
-    "     AND NOT EXISTS (SELECT 1 FROM contacts c"
-    "                      WHERE c.tenant_id = m.tenant_id"
-    "                        AND c.phone = m.to_phone AND c.opted_out)"
-    "   ORDER BY m.priority, m.send_at"
-    "   LIMIT $1"
-    "   FOR UPDATE OF m SKIP LOCKED"
+    "WITH b AS ("
+    "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])"
+    "           AS b (instance_id, budget, probe)"
+    "), bi AS ("
+    "  SELECT b.instance_id, b.budget, i.tenant_id"
+    "    FROM b JOIN instances i ON i.id = b.instance_id"
+    "), bt AS ("
+    "  SELECT bi.tenant_id, sum(bi.budget)::bigint AS budget"
+    "    FROM bi JOIN tenants t ON t.id = bi.tenant_id"
+    "   WHERE bi.budget > 0"
+    "     AND (t.business_hours IS NULL"
+    "          OR rcd_business_open(t.business_hours, t.timezone, now()))"
+    "   GROUP BY bi.tenant_id"
+    "), cand AS ("
+    "  SELECT c.* FROM bt CROSS JOIN LATERAL ("
+    "    SELECT m.id, m.tenant_id, m.to_phone, m.priority, m.send_at,"
+    "           m.instance_id AS prev, m.pinned"
+    "      FROM messages m"
+    "     WHERE m.tenant_id = bt.tenant_id AND m.status = 'pending'"
+    "       AND m.send_at <= now()"
+    "       AND (m.valid_until IS NULL OR m.valid_until > now())"
+    "       AND (NOT m.pinned OR m.instance_id IN"
+    "              (SELECT instance_id FROM bi WHERE budget > 0))"
+    "       AND NOT EXISTS (SELECT 1 FROM contacts ct"
+    "                        WHERE ct.tenant_id = m.tenant_id"
+    "                          AND ct.phone = m.to_phone AND ct.opted_out)"
+    "       AND ($5::bigint = 0 OR NOT EXISTS ("
+    "             SELECT 1 FROM recipient_pacing p"
+    "              WHERE p.tenant_id = m.tenant_id AND p.phone = m.to_phone"
+    "                AND p.next_at > now()))"
+    "     ORDER BY m.priority, m.send_at"
+    "     LIMIT bt.budget + 16"
+    "     FOR UPDATE OF m SKIP LOCKED"
+    "  ) c"
+    "), pref AS ("
+    "  SELECT c.*, CASE WHEN c.pinned THEN c.prev ELSE coalesce("
+    "           (SELECT ct.last_instance_id FROM contacts ct"
+    "             WHERE ct.tenant_id = c.tenant_id AND ct.phone = c.to_phone"
+    "               AND ct.last_instance_id IN (SELECT instance_id FROM bi)),"
+    "           (SELECT bi.instance_id FROM bi"
+    "             WHERE bi.instance_id = c.prev)) END AS pref"
+    "    FROM cand c"
+    "), numbered AS ("
+    "  SELECT p.*, row_number() OVER (PARTITION BY p.tenant_id,"
+    "             p.pref IS NULL ORDER BY p.priority, p.send_at, p.id) AS k"
+    "    FROM pref p"
+    "), ranges AS ("
+    "  SELECT instance_id, tenant_id, sum(budget) OVER w - budget AS lo,"
+    "         sum(budget) OVER w AS hi"
+    "    FROM bi WHERE budget > 0"
+    "  WINDOW w AS (PARTITION BY tenant_id ORDER BY budget DESC, instance_id)"
+    "), assigned AS ("
+    "  SELECT n.*, coalesce(n.pref, r.instance_id) AS inst"
+    "    FROM numbered n LEFT JOIN ranges r"
+    "      ON n.pref IS NULL AND r.tenant_id = n.tenant_id"
+    "     AND n.k > r.lo AND n.k <= r.hi"
+    "), ranked AS ("
+    "  SELECT a.*, row_number() OVER (PARTITION BY a.inst"
+    "                ORDER BY a.priority, a.send_at, a.id) AS rn,"
+    "              row_number() OVER (PARTITION BY a.tenant_id, a.to_phone"
+    "                ORDER BY a.priority, a.send_at, a.id) AS rr"
+    "    FROM assigned a WHERE a.inst IS NOT NULL"
+    "), pick AS ("
+    "  SELECT r.id, r.inst FROM ranked r JOIN b ON b.instance_id = r.inst"
+    "   WHERE r.rn <= b.budget AND (r.rr = 1 OR $5::bigint = 0)"
+    "   ORDER BY r.priority, r.send_at LIMIT $6"
     "), claimed AS ("
     "  UPDATE messages m"
     "     SET status = 'sending', attempts = m.attempts + 1,"
-    "         lease_until = now() + ($2::bigint + m.delay_ms)"
+    "         lease_until = now() + ($4::bigint + m.delay_ms)"
     "                               * interval '1 millisecond',"
-    "         instance_id = coalesce(m.instance_id,"
-    "             (SELECT i.id FROM instances i"
-    "               WHERE i.tenant_id = m.tenant_id AND i.enabled"
-    "               ORDER BY i.id LIMIT 1)),"
-    "         updated_at = now()"
-    "    FROM due WHERE m.id = due.id"
+    "         instance_id = pick.inst, updated_at = now()"
+    "    FROM pick WHERE m.id = pick.id"
     "  RETURNING m.id, m.tenant_id, m.attempts,"
     "            (extract(epoch FROM m.lease_until) * 1000)::bigint,"
     "            m.instance_id, m.to_phone, m.body, m.delay_ms"
@@ -115,6 +200,37 @@ static const char *s_claim_sql =
     "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
     "  SELECT tenant_id, id, 'sending', 'claimed, attempt ' || attempts"
     "    FROM claimed"
+    "), paced AS ("
+    "  INSERT INTO recipient_pacing (tenant_id, phone, next_at)"
+    "  SELECT tenant_id, to_phone,"
+    "         now() + $5::bigint * interval '1 millisecond'"
+    "    FROM claimed WHERE $5::bigint > 0"
+    "  ON CONFLICT (tenant_id, phone) DO UPDATE SET next_at = excluded.next_at"
+    "), used AS ("
+    "  SELECT instance_id, count(*)::int AS n FROM claimed"
+    "   GROUP BY instance_id"
+    "), counted AS ("
+    "  UPDATE instances i"
+    "     SET hour_used = CASE WHEN i.hour_start = date_trunc('hour', now())"
+    "                          THEN i.hour_used ELSE 0 END + used.n,"
+    "         hour_start = date_trunc('hour', now()),"
+    "         day_used = CASE WHEN i.day_start"
+    "                             = date_trunc('day', now(), t.timezone)"
+    "                         THEN i.day_used ELSE 0 END + used.n,"
+    "         day_start = date_trunc('day', now(), t.timezone),"
+    "         circuit_state = CASE WHEN b.probe = 1 THEN 'half_open'"
+    "                              ELSE i.circuit_state END,"
+    "         circuit_until = CASE WHEN b.probe = 1"
+    "                              THEN now() + $4::bigint"
+    "                                           * interval '1 millisecond'"
+    "                              ELSE i.circuit_until END"
+    "    FROM used JOIN b ON b.instance_id = used.instance_id, tenants t"
+    "   WHERE i.id = used.instance_id AND t.id = i.tenant_id"
+    "), sticky AS ("
+    "  UPDATE contacts c SET last_instance_id = claimed.instance_id"
+    "    FROM claimed WHERE c.tenant_id = claimed.tenant_id"
+    "     AND c.phone = claimed.to_phone"
+    "     AND c.last_instance_id IS DISTINCT FROM claimed.instance_id"
     ")"
     "SELECT * FROM claimed";
 
@@ -132,6 +248,22 @@ static const char *s_next_due_sql =
     "  SELECT min(send_at) FROM messages"
     "   WHERE status = 'pending' AND priority = 2 AND send_at > now()"
     ") x";
+
+/*  A usable-or-not sender number and its token bucket. The bucket holds
+    at most one second of its rate (at least one token) and starts empty,
+    both when the instance is first seen and when this scheduler becomes
+    active: a scheduler taking over cannot know what its predecessor sent
+    in its last second, so it gives nothing away it has not earned. */
+typedef struct {
+    int64_t id;
+    double rate;       /* tokens per second */
+    double tokens;     /* available now */
+    int64_t refill_ms; /* mono time tokens were last added */
+    int64_t headroom;  /* messages left under its hourly and daily caps */
+    bool probe;        /* its circuit asks for one probe */
+    bool usable;
+    char why[32]; /* unusable: the reason, "" when usable */
+} s_instance_t;
 
 /*  A dispatch encoded and waiting for room on the socket. */
 typedef struct {
@@ -155,10 +287,13 @@ typedef struct {
     s_pending_frame_t *queue;     /* claimed, not yet sent */
     size_t queue_head, queue_len; /* unsent frames are [head, len) */
     int64_t next_heartbeat_ms;
-    int64_t next_due_ms;    /* wall ms of the next future send_at */
-    int64_t next_poll_ms;   /* mono ms of the next poll claim */
-    uint64_t claimed_total; /* for the log line on exit */
-    uint64_t malformed;     /* malformed nudge frames */
+    int64_t next_due_ms;     /* wall ms of the next future send_at */
+    int64_t next_poll_ms;    /* mono ms of the next poll claim */
+    s_instance_t *instances; /* sorted by id */
+    size_t ninstances;
+    char *budget_ids, *budget_n, *budget_probe; /* claim parameters */
+    uint64_t claimed_total;                     /* for the log line on exit */
+    uint64_t malformed;                         /* malformed nudge frames */
 } self_t;
 
 static void
@@ -177,6 +312,10 @@ s_self_destroy (self_t **self_p)
     self_t *self = *self_p;
     s_queue_clear (self);
     free (self->queue);
+    free (self->instances);
+    free (self->budget_ids);
+    free (self->budget_n);
+    free (self->budget_probe);
     rcd_db_destroy (&self->db);
     rcd_events_destroy (&self->events);
     zpoller_destroy (&self->poller);
@@ -223,6 +362,7 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     if (!self->events || !self->db || !self->poller)
         goto fail;
     if (rcd_db_prepare (self->db, "claim", s_claim_sql) != 0 ||
+        rcd_db_prepare (self->db, "instances", s_instances_sql) != 0 ||
         rcd_db_prepare (self->db, "next_due", s_next_due_sql) != 0)
         goto fail;
     return self;
@@ -256,6 +396,10 @@ s_self_update_leadership (self_t *self)
     if (got && got[0] == 't') {
         self->active = true;
         self->lock_gen = rcd_db_generation (self->db);
+        /* every bucket starts empty again */
+        free (self->instances);
+        self->instances = NULL;
+        self->ninstances = 0;
         rcd_log_info ("active: holding the scheduler lock", NULL);
     }
     rcd_db_res_destroy (&res);
@@ -298,17 +442,154 @@ s_self_senders_ready (self_t *self)
     return (zsock_events (self->dispatch) & ZMQ_POLLOUT) != 0;
 }
 
-/*  Claims one batch and queues its frames. Returns the number claimed, or
-    -1 on a database error. */
+static s_instance_t *
+s_instance_find (s_instance_t *list, size_t count, int64_t id)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (list[mid].id == id)
+            return &list[mid];
+        if (list[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/*  Tells the monitor when an instance stops or starts being usable, once
+    per change rather than every round. */
+static void
+s_self_note_usable (self_t *self, const s_instance_t *inst, const char *was)
+{
+    if (strcmp (was, inst->why) == 0)
+        return;
+    char detail[96];
+    snprintf (detail, sizeof detail, "instance=%lld reason=%s",
+              (long long)inst->id, inst->usable ? was : inst->why);
+    rcd_events_emit (self->events,
+                     inst->usable ? "instance.usable" : "instance.unusable", 1,
+                     0, 0, detail);
+    if (!inst->usable)
+        rcd_log_info ("instance unusable", "{s:I, s:s}", "instance_id",
+                      (json_int_t)inst->id, "reason", inst->why);
+}
+
+/*  Re-reads the instances (state, caps, circuits) and refills their
+    buckets. Buckets carry over by id. Returns 0 or -1. */
+static int
+s_self_refresh_instances (self_t *self)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (self->db, "instances", 0, NULL, &res) != 0) {
+        rcd_log_error ("instance refresh failed", "{s:s}", "error",
+                       rcd_db_error (self->db));
+        return -1;
+    }
+    int rows = rcd_db_res_rows (res);
+    s_instance_t *fresh = calloc ((size_t)(rows > 0 ? rows : 1), sizeof *fresh);
+    if (!fresh) {
+        rcd_db_res_destroy (&res);
+        return -1;
+    }
+    int64_t now = rcd_clock_mono_ms ();
+    for (int r = 0; r < rows; r++) {
+        s_instance_t *inst = &fresh[r];
+        inst->id = rcd_db_res_int64 (res, r, 0);
+        inst->rate = strtod (rcd_db_res_value (res, r, 2), NULL);
+        inst->headroom = rcd_db_res_int64 (res, r, 3);
+        const char *probe = rcd_db_res_value (res, r, 4);
+        inst->probe = probe && probe[0] == 't';
+        inst->usable = rcd_db_res_isnull (res, r, 5);
+        snprintf (inst->why, sizeof inst->why, "%s",
+                  inst->usable ? "" : rcd_db_res_value (res, r, 5));
+        s_instance_t *old =
+            s_instance_find (self->instances, self->ninstances, inst->id);
+        inst->tokens = old ? old->tokens : 0;
+        inst->refill_ms = old ? old->refill_ms : now;
+        s_self_note_usable (self, inst, old ? old->why : "");
+        double capacity = inst->rate > 1 ? inst->rate : 1;
+        inst->tokens += inst->rate * (double)(now - inst->refill_ms) / 1000.0;
+        if (inst->tokens > capacity)
+            inst->tokens = capacity;
+        inst->refill_ms = now;
+    }
+    rcd_db_res_destroy (&res);
+    free (self->instances);
+    self->instances = fresh;
+    self->ninstances = (size_t)rows;
+    return 0;
+}
+
+/*  Builds the claim's budget arrays. Returns the total budget, 0 when
+    no instance may take anything now, -1 when out of memory. */
+static int64_t
+s_self_budgets (self_t *self)
+{
+    size_t n = self->ninstances;
+    int64_t *ids = calloc (n + 1, sizeof *ids);
+    int64_t *budget = calloc (n + 1, sizeof *budget);
+    int64_t *probe = calloc (n + 1, sizeof *probe);
+    int64_t total = -1;
+    if (!ids || !budget || !probe)
+        goto cleanup;
+    size_t k = 0;
+    total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const s_instance_t *inst = &self->instances[i];
+        if (!inst->usable)
+            continue;
+        int64_t b = (int64_t)inst->tokens;
+        if (b > inst->headroom)
+            b = inst->headroom;
+        if (b > self->cfg->claim_batch)
+            b = self->cfg->claim_batch;
+        if (inst->probe && b > 1)
+            b = 1; /* exactly one probe, then wait for its outcome */
+        if (b < 0)
+            b = 0;
+        ids[k] = inst->id;
+        budget[k] = b;
+        probe[k] = inst->probe;
+        total += b;
+        k++;
+    }
+    free (self->budget_ids);
+    free (self->budget_n);
+    free (self->budget_probe);
+    self->budget_ids = rcd_db_int64_array (ids, k);
+    self->budget_n = rcd_db_int64_array (budget, k);
+    self->budget_probe = rcd_db_int64_array (probe, k);
+    if (!self->budget_ids || !self->budget_n || !self->budget_probe)
+        total = -1;
+cleanup:
+    free (ids);
+    free (budget);
+    free (probe);
+    return total;
+}
+
+/*  Claims one batch within the instances' budgets and queues its frames.
+    Returns the number claimed, or -1 on a database error. */
 static int
 s_self_claim_batch (self_t *self)
 {
-    char limit[24], lease[24];
+    if (s_self_refresh_instances (self) != 0)
+        return -1;
+    int64_t total = s_self_budgets (self);
+    if (total <= 0)
+        return 0; /* nothing may go now: not an error */
+    char limit[24], lease[24], interval[24];
     snprintf (limit, sizeof limit, "%lld", (long long)self->cfg->claim_batch);
     snprintf (lease, sizeof lease, "%lld", (long long)self->cfg->lease_ms);
-    const char *params[] = {limit, lease};
+    snprintf (interval, sizeof interval, "%lld",
+              (long long)self->cfg->recipient_interval_ms);
+    const char *params[] = {self->budget_ids,   self->budget_n,
+                            self->budget_probe, lease,
+                            interval,           limit};
     rcd_db_res_t *res = NULL;
-    if (rcd_db_run (self->db, "claim", 2, params, &res) != 0) {
+    if (rcd_db_run (self->db, "claim", 6, params, &res) != 0) {
         rcd_log_error ("claim failed", "{s:s, s:s}", "error",
                        rcd_db_error (self->db), "sqlstate",
                        rcd_db_sqlstate (self->db));
@@ -326,6 +607,13 @@ s_self_claim_batch (self_t *self)
             .text = (char *)rcd_db_res_value (res, r, 6),
             .delay_ms = (uint32_t)rcd_db_res_int64 (res, r, 7),
         };
+        s_instance_t *inst = s_instance_find (self->instances, self->ninstances,
+                                              (int64_t)d.instance_id);
+        if (inst) {
+            inst->tokens -= 1;
+            inst->headroom -= 1;
+            inst->probe = false; /* its one probe is out */
+        }
         s_pending_frame_t *f = &self->queue[self->queue_len];
         if (rcd_dispatch_encode (&d, &f->data, &f->size) != 0)
             continue; /* out of memory: the lease will bring it back */

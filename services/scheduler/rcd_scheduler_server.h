@@ -23,6 +23,7 @@ typedef struct {
     int64_t dispatch_hwm;     /* dispatch socket send high-water mark */
     int64_t lock_key;         /* advisory lock making one scheduler active */
     int64_t drain_timeout_ms; /* how long main lets us drain */
+    int64_t recipient_interval_ms; /* pacing per recipient, 0: none */
 } rcd_scheduler_config_t;
 
 /*  The settings table (RECADO_* environment). */

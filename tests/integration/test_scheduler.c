@@ -39,7 +39,7 @@ s_insert_tenant (const char *url, const char *name, bool with_instance,
             url,
             "INSERT INTO instances (tenant_id, name, provider, base_url, "
             "api_key, rate_per_second) VALUES ($1, 'main', 'evolution', "
-            "'http://127.0.0.1:1', 'k', 100) RETURNING id",
+            "'http://127.0.0.1:1', 'k', 100000) RETURNING id",
             1, q);
         if (instance_id)
             *instance_id = inst;
