@@ -9,6 +9,14 @@
       bench_pipeline latency RATE SECONDS   messages posted to the API at
                                             RATE/s: due -> received at the
                                             simulator, p50/p99/max
+      bench_pipeline faults N SENDERS P     throughput with a share P of
+                                            the gateway's answers 503
+                                            (transient, retried)
+      bench_pipeline rate R SECONDS SENDERS one instance limited to R/s,
+                                            SENDERS replicas: the
+                                            simulator's per-second counts
+                                            (max, and the total against
+                                            R x SECONDS)
 
     Needs RECADO_BENCH_PG (conninfo of a PostgreSQL superuser, no dbname)
     and RECADO_BIN_DIR; tests/bench/run sets both.
@@ -41,8 +49,9 @@ typedef struct {
 static double s_pg_cpu_s; /* PostgreSQL backends' CPU during the run */
 
 static proc_t s_procs[B_MAX];
-static char s_env[12][700];
-static const char *s_envp[13];
+static char s_env[16][700];
+static const char *s_envp[17];
+static int s_nenv;
 static char s_db_url[512];
 static char s_sim_url[64], s_api_url[64];
 static int s_sim_port, s_api_port;
@@ -172,6 +181,7 @@ s_prepare (void)
     for (int i = 0; i < e; i++)
         s_envp[i] = s_env[i];
     s_envp[e] = NULL;
+    s_nenv = e;
 
     char port[16];
     snprintf (port, sizeof port, "%d", s_sim_port);
@@ -181,6 +191,30 @@ s_prepare (void)
     snprintf (url, sizeof url, "%s/_sim/counts", s_sim_url);
     if (!rcd_test_wait_http_ok (url, 10000))
         s_die ("simulator did not start", NULL);
+}
+
+/*  One more KEY=value for the processes started from now on. */
+static void
+s_env_add (const char *kv)
+{
+    if (s_nenv >= 16)
+        s_die ("too many settings", kv);
+    snprintf (s_env[s_nenv], sizeof s_env[0], "%s", kv);
+    s_envp[s_nenv] = s_env[s_nenv];
+    s_envp[++s_nenv] = NULL;
+}
+
+/*  POSTs knobs to the simulator's /_sim/config. */
+static void
+s_sim_config (const char *json)
+{
+    char url[128];
+    snprintf (url, sizeof url, "%s/_sim/config", s_sim_url);
+    rcd_test_http_t res = rcd_test_http ("POST", url, NULL, json, NULL);
+    long status = res.status;
+    rcd_test_http_free (&res);
+    if (status != 200)
+        s_die ("simulator refused its config", json);
 }
 
 /*  Tenant + one instance on the simulator, straight into the database. */
@@ -231,11 +265,21 @@ s_print_rss (void)
 }
 
 static int
-s_throughput (long n, int senders)
+s_throughput (long n, int senders, double fail_share)
 {
     s_prepare ();
     rcd_db_t *db = s_db ();
     s_seed_tenant (db);
+    if (fail_share > 0) {
+        char knobs[128];
+        snprintf (knobs, sizeof knobs, "{\"error_rates\": {\"5xx\": %.4f}}",
+                  fail_share);
+        s_sim_config (knobs);
+        /* retries come back within a second: the figure is the pipeline's,
+           not the backoff's */
+        s_env_add ("RECADO_RETRY_BASE_MS=100");
+        s_env_add ("RECADO_RETRY_CAP_MS=1000");
+    }
     char count[24];
     snprintf (count, sizeof count, "%ld", n);
     const char *p[] = {count};
@@ -290,12 +334,18 @@ s_throughput (long n, int senders)
     long long dups =
         json_integer_value (json_object_get (counts, "duplicates"));
     json_decref (counts);
+    int64_t attempts = s_query_int (db, "SELECT sum(attempts) FROM messages");
     s_stop_all ();
-    printf ("| throughput, %ld messages, %d sender(s) | %.0f msg/s "
-            "(%.2f s first claim to last outcome; sent %lld, at simulator "
-            "%lld, duplicates %lld, leases recovered %lld) |\n",
-            n, senders, (double)sent / span_s, span_s, (long long)sent,
-            sim_total, dups, (long long)recovered);
+    char label[64] = "";
+    if (fail_share > 0)
+        snprintf (label, sizeof label, ", %.1f %% answered 503",
+                  fail_share * 100);
+    printf ("| throughput, %ld messages, %d sender(s)%s | %.0f msg/s "
+            "(%.2f s first claim to last outcome; sent %lld, attempts "
+            "%lld, at simulator %lld, duplicates %lld, leases recovered "
+            "%lld) |\n",
+            n, senders, label, (double)sent / span_s, span_s, (long long)sent,
+            (long long)attempts, sim_total, dups, (long long)recovered);
     s_print_settings (db);
     s_print_rss ();
     rcd_db_destroy (&db);
@@ -461,17 +511,107 @@ s_latency (int rate, int seconds)
     return got == n ? 0 : 1;
 }
 
+/*  Rate accuracy: one instance at rate/s, more messages than it may send,
+    senders replicas. Counts what the simulator received per wall-clock
+    second from its first arrival, over the given seconds. */
+static int
+s_rate (int rate, int seconds, int senders)
+{
+    s_prepare ();
+    rcd_db_t *db = s_db ();
+    s_seed_tenant (db);
+    char r[24], count[24];
+    snprintf (r, sizeof r, "%d", rate);
+    snprintf (count, sizeof count, "%d", rate * seconds * 3 / 2 + 10);
+    const char *p[] = {r, count};
+    if (rcd_db_exec (db, "UPDATE instances SET rate_per_second = $1", 1, p,
+                     NULL) != 0 ||
+        rcd_db_exec (
+            db,
+            "INSERT INTO messages (tenant_id, to_phone, body, send_at) "
+            "SELECT (SELECT id FROM tenants LIMIT 1), "
+            "'+55119' || lpad((10000000 + g)::text, 8, '0'), "
+            "'rate message ' || g, now() - interval '1 second' "
+            "FROM generate_series(1, $2::int) g WHERE $1::int > 0",
+            2, p, NULL) != 0)
+        s_die ("seed", rcd_db_error (db));
+    for (int i = 0; i < senders; i++)
+        s_start (B_SENDER0 + i, "recado-sender", NULL);
+    s_start (B_RECOVERY, "recado-recovery", NULL);
+    s_start (B_SCHEDULER, "recado-scheduler", NULL);
+    /* per-second counts from the simulator's log of arrivals */
+    int *per = calloc ((size_t)seconds, sizeof *per);
+    if (!per)
+        s_die ("no memory", NULL);
+    int64_t first = 0, seq = 0, start = rcd_clock_mono_ms ();
+    long total = 0;
+    while (rcd_clock_mono_ms () - start < (int64_t)(seconds + 15) * 1000) {
+        char url[160];
+        snprintf (url, sizeof url, "%s/_sim/log?since_seq=%lld", s_sim_url,
+                  (long long)seq);
+        rcd_test_http_t res = rcd_test_http ("GET", url, NULL, NULL, NULL);
+        json_t *log = json_loads (res.body ? res.body : "", 0, NULL);
+        rcd_test_http_free (&res);
+        seq = json_integer_value (json_object_get (log, "next_seq"));
+        size_t i;
+        json_t *entry;
+        bool past = false;
+        json_array_foreach (json_object_get (log, "entries"), i, entry)
+        {
+            int64_t at = json_integer_value (json_array_get (entry, 1));
+            if (!first)
+                first = at;
+            int64_t sec = (at - first) / 1000;
+            if (sec < seconds) {
+                per[sec]++;
+                total++;
+            }
+            else
+                past = true;
+        }
+        json_decref (log);
+        if (past)
+            break;
+        usleep (200000);
+    }
+    s_stop_all ();
+    int max = 0;
+    for (int i = 0; i < seconds; i++)
+        if (per[i] > max)
+            max = per[i];
+    long expected = (long)rate * seconds;
+    double off = 100.0 * (double)(total - expected) / (double)expected;
+    printf ("| rate accuracy, 1 instance at %d/s, %d sender(s), %d s | "
+            "%ld sent (%+.1f %% of %ld), busiest second %d, per second:",
+            rate, senders, seconds, total, off, expected, max);
+    for (int i = 0; i < seconds; i++)
+        printf (" %d", per[i]);
+    printf (" |\n");
+    free (per);
+    rcd_db_destroy (&db);
+    return max <= 2 * rate && off > -3.0 && off < 3.0 ? 0 : 1;
+}
+
 int
 main (int argc, char **argv)
 {
     setvbuf (stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp (argv[1], "throughput"))
         return s_throughput (argc > 2 ? atol (argv[2]) : 100000,
-                             argc > 3 ? atoi (argv[3]) : 1);
+                             argc > 3 ? atoi (argv[3]) : 1, 0);
+    if (argc >= 2 && !strcmp (argv[1], "faults"))
+        return s_throughput (argc > 2 ? atol (argv[2]) : 100000,
+                             argc > 3 ? atoi (argv[3]) : 1,
+                             argc > 4 ? atof (argv[4]) : 0.05);
+    if (argc >= 2 && !strcmp (argv[1], "rate"))
+        return s_rate (argc > 2 ? atoi (argv[2]) : 20,
+                       argc > 3 ? atoi (argv[3]) : 30,
+                       argc > 4 ? atoi (argv[4]) : 4);
     if (argc >= 2 && !strcmp (argv[1], "latency"))
         return s_latency (argc > 2 ? atoi (argv[2]) : 1000,
                           argc > 3 ? atoi (argv[3]) : 10);
     fprintf (stderr, "usage: bench_pipeline throughput [N] [SENDERS] | "
-                     "latency [RATE] [SECONDS]\n");
+                     "latency [RATE] [SECONDS] | faults [N] [SENDERS] "
+                     "[SHARE] | rate [R] [SECONDS] [SENDERS]\n");
     return 64;
 }
