@@ -7,7 +7,13 @@
                                         events "claim" (count),
                                         "dispatch.dropped" (lease expired
                                         before a sender took it),
-                                        "frame.malformed"
+                                        "frame.malformed",
+                                        "instance.unusable" / "instance.usable"
+                                        (detail "instance=<id> reason=<r>",
+                                        once per change; reasons
+                                        health_<state>, paused,
+                                        circuit_open, circuit_half_open,
+                                        cap_reached)
       db   claims due rows pending -> sending in one statement
            (FOR UPDATE SKIP LOCKED), sets lease_until and attempts, picks the
            instance, writes history, all in one statement per batch.
@@ -17,9 +23,33 @@
            pending and is claimed by the first poll after the window
            opens, in priority then send_at order.
 
+    Sender numbers. Before each claim the instances are read (one small
+    query): an instance is usable when enabled, its health is not
+    close/refused/unauthorized/not_found, no gateway throttle pauses it
+    (paused_until), its circuit is closed, and its hourly and daily caps
+    have headroom. Each has a token bucket here (rate_per_second, at most
+    one second of burst, starting empty); the claim takes per instance at
+    most its whole tokens within its cap headroom. Caps are counted in
+    the instances row by the claim itself, so they survive restarts and
+    failovers. A circuit that is open past circuit_until gets exactly one
+    probe: the claim moves it to half_open with the lease as the probe's
+    deadline; the sender closes or reopens it by the probe's outcome.
+    Instance choice: pinned, else the contact's last instance when usable,
+    else the message's previous instance when usable, else the tenant's
+    instances with the most budget first. No usable instance: the
+    messages wait (and "instance.unusable" says why).
+
+    Recipient pacing: one message per recipient (tenant, number) per
+    recipient_interval_ms across all of the tenant's numbers, through
+    recipient_pacing, written by the claim. Opt-out is checked here and
+    again by the sender just before the call.
+
     Only one scheduler is active: the one holding the PostgreSQL advisory
-    lock lock_key. Others stay standby and try the lock every poll. A lost
-    database session loses the lock, so a reconnect drops to standby first.
+    lock lock_key. Others stay standby and try the lock every second. A
+    lost database session loses the lock, so a reconnect drops to standby
+    first. Taking the lock empties every bucket: a new active scheduler
+    cannot know what its predecessor sent in its last second, so it never
+    starts with a burst.
 
     Back-pressure: the dispatch socket has a small send high-water mark and
     a zero send timeout. Claimed frames that cannot be sent wait in a small
