@@ -584,3 +584,15 @@ rcd_http_inflight (rcd_http_t *self)
 {
     return self->inflight;
 }
+
+char *
+rcd_http_escape (const char *text)
+{
+    /* libcurl's escaping keeps exactly the RFC 3986 unreserved set. */
+    char *escaped = curl_easy_escape (NULL, text ? text : "", 0);
+    if (!escaped)
+        return NULL;
+    char *out = strdup (escaped); /* ours is freed with free() */
+    curl_free (escaped);
+    return out;
+}

@@ -117,6 +117,13 @@ rcd_http_next (rcd_http_t *self, rcd_http_result_t *res);
 size_t
 rcd_http_inflight (rcd_http_t *self);
 
+/*  Percent-encodes text as one URL path segment: RFC 3986 unreserved
+    characters (A-Z a-z 0-9 - . _ ~) stay, every other byte becomes %XX,
+    so a name holding '/', '?', '#' or spaces cannot leave its segment.
+    Returns NULL when out of memory. Caller owns the result (free). */
+char *
+rcd_http_escape (const char *text);
+
 /*  Short name of an error kind ("connect", "timeout_after_send", ...). */
 const char *
 rcd_http_error_name (rcd_http_error_t error);
