@@ -120,7 +120,7 @@ s_prepare (void)
 
     int port = rcd_test_free_port ();
     snprintf (s_api_url, sizeof s_api_url, "http://127.0.0.1:%d", port);
-    static char env[6][600];
+    static char env[7][600];
     snprintf (env[0], sizeof env[0], "DATABASE_URL=%s", s_db_url);
     snprintf (env[1], sizeof env[1], "RECADO_ADMIN_KEY=bench-admin");
     snprintf (env[2], sizeof env[2], "RECADO_HTTP_PORT=%d", port);
@@ -132,7 +132,10 @@ s_prepare (void)
     snprintf (env[4], sizeof env[4], "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d",
               rcd_test_free_port ());
     snprintf (env[5], sizeof env[5], "RECADO_LOG_LEVEL=warn");
-    const char *envp[] = {env[0], env[1], env[2], env[3], env[4], env[5], NULL};
+    /* the figure is the ingest's, not the per-key rate limit's */
+    snprintf (env[6], sizeof env[6], "RECADO_API_RATE_PER_SECOND=0");
+    const char *envp[] = {env[0], env[1], env[2], env[3],
+                          env[4], env[5], env[6], NULL};
     char *bin = rcd_test_bin ("recado-ingestor");
     const char *argv[] = {bin, NULL};
     s_ingestor = rcd_test_spawn (argv, envp, "bench-services.log");
