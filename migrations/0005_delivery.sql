@@ -30,7 +30,7 @@ CREATE UNLOGGED TABLE recipient_pacing (
 );
 CREATE INDEX recipient_pacing_next ON recipient_pacing (next_at);
 ALTER TABLE recipient_pacing ENABLE ROW LEVEL SECURITY;
-CREATE POLICY tenant_wall ON recipient_pacing
+CREATE POLICY tenant_wall ON recipient_pacing TO recado_tenant
     USING (tenant_id = rcd_session_tenant())
     WITH CHECK (tenant_id = rcd_session_tenant());
 

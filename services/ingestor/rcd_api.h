@@ -32,6 +32,8 @@ typedef struct {
     size_t body_size;            /* bytes in body */
     json_t *query;               /* query arguments, name -> string */
     const char *default_country; /* calling code for national numbers */
+    int64_t replay_attempts;     /* new attempts a dead-letter replay
+                                    gives a message */
 } rcd_api_req_t;
 
 /*  One reply. */
@@ -43,6 +45,9 @@ typedef struct {
     uint32_t rejected;   /* batch items answered with an error */
     uint32_t cancelled;  /* messages cancelled */
     uint32_t created;    /* tenants or instances created */
+    uint32_t requeued;   /* messages made pending again (the scheduler's
+                            nudge too) */
+    int retry_after_s;   /* > 0: sent as a Retry-After header */
 } rcd_api_reply_t;
 
 /*  A validation or processing error, before it becomes a body. */
@@ -121,6 +126,12 @@ rcd_api_cycle_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_cycle_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
+/*  Handlers: dead letters (rcd_api_dead_letters.c). */
+void
+rcd_api_dead_letter_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_dead_letter_replay (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
 /*  Registers the named statements the handlers run, on a new
     connection. */
 int
@@ -133,6 +144,8 @@ int
 rcd_api_templates_prepare (rcd_db_t *db);
 int
 rcd_api_cycles_prepare (rcd_db_t *db);
+int
+rcd_api_dead_letters_prepare (rcd_db_t *db);
 
 /*  --- rendering templates (rcd_api_templates.c) --- */
 
@@ -194,8 +207,9 @@ rcd_api_reply_fail (rcd_api_reply_t *reply, int status, const char *code,
                     const char *field, const char *fmt, ...)
     __attribute__ ((format (printf, 5, 6)));
 
-/*  Answers a database failure: 503 unavailable when the connection is
-    down, 500 internal_error otherwise (logged with what). */
+/*  Answers a database failure: 503 unavailable (with Retry-After: 1)
+    when the connection is down, 500 internal_error otherwise (logged
+    with what). */
 void
 rcd_api_reply_db_error (rcd_api_reply_t *reply, rcd_db_t *db, const char *what);
 

@@ -67,6 +67,7 @@ rcd_api_reply_db_error (rcd_api_reply_t *reply, rcd_db_t *db, const char *what)
                       "error", rcd_db_error (db));
         rcd_api_reply_fail (reply, 503, "unavailable", NULL,
                             "the database is unavailable; retry later");
+        reply->retry_after_s = 1;
         return;
     }
     rcd_log_error ("database error", "{s:s, s:s, s:s}", "during", what,

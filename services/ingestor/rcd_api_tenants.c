@@ -16,7 +16,12 @@
 /*  SQL reads better laid out as SQL. */
 /* clang-format off */
 
-/*  The columns an instance is answered with: never a credential. */
+/*  The columns an instance is answered with: never a credential. Usage
+    is what the scheduler counted against the caps in the current hour
+    and the current day of the tenant's time zone (the same periods it
+    compares with, migrations/0005_delivery.sql); a counter of an older
+    period reads 0. Written for "FROM instances" and for RETURNING of an
+    insert into it. */
 #define S_INSTANCE_JSON                                                      \
     "json_build_object("                                                     \
     " 'id', id, 'name', name, 'provider', provider, 'base_url', base_url,"   \
@@ -26,7 +31,16 @@
     " 'health_at', " RCD_API_TS ("health_at") ","                            \
     " 'circuit_state', circuit_state,"                                       \
     " 'circuit_until', " RCD_API_TS ("circuit_until") ","                    \
+    " 'circuit_reason', circuit_reason,"                                     \
+    " 'circuit_opened_at', " RCD_API_TS ("circuit_opened_at") ","            \
     " 'paused_until', " RCD_API_TS ("paused_until") ","                      \
+    " 'usage', json_build_object("                                           \
+    "   'hour', CASE WHEN hour_start = date_trunc('hour', now(), 'UTC')"            \
+    "                THEN hour_used ELSE 0 END,"                             \
+    "   'day', CASE WHEN day_start = date_trunc('day', now(),"               \
+    "                 (SELECT t.timezone FROM tenants t"                     \
+    "                   WHERE t.id = instances.tenant_id))"                  \
+    "               THEN day_used ELSE 0 END),"                              \
     " 'created_at', " RCD_API_TS ("created_at") ")"
 
 /*  A tenant's settings, as GET and PATCH /v1/tenant answer them. */

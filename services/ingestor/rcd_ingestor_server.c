@@ -24,6 +24,13 @@
         POST   /v1/contacts/{phone}/opt-out
                                      tenant  opt out and block its pending
                                              messages -> 200 {blocked}
+        (templates and billing cycles: see s_routes)
+        GET    /v1/dead-letters      tenant  keyset-paginated listing,
+                                             oldest first
+        POST   /v1/dead-letters/replay
+                                     tenant  requeue failed messages by
+                                             dead letter ids or since a
+                                             time -> 200 {replayed, skipped}
       {phone} arrives URL-decoded by MHD and is normalised with
       default_country.
       Authentication: "Authorization: Bearer <key>". The admin key
@@ -33,12 +40,22 @@
       parsing (Content-Length checked up front, chunked bodies counted as
       they arrive). Every 4xx/5xx body is {"error": {code, message,
       field}}.
+      Rate limit: every tenant request (not admin routes, /healthz,
+      /readyz or gateway webhooks) takes a token from its tenant's bucket
+      (api_rate_per_second refill, api_burst capacity; either 0: off),
+      kept in PostgreSQL (api_rate_buckets, migrations/0006) so that every
+      replica shares it, with one statement per request after the
+      session is set. No token: 429 rate_limited with Retry-After (whole
+      seconds until one is back, at least 1). The bucket cannot be read
+      or written (any database error): 503 unavailable with Retry-After
+      1, the handler not run. It fails closed: never let through unmetered.
       The actor pipe: $TERM, DRAIN (stop accepting, finish the requests in
       flight, answer DRAINED).
 
     Outputs
       PUSH nudge_endpoint (connected; the scheduler binds PULL): one nudge
-      {tenant_id, count} after messages are stored. Send timeout 0 and a
+      {tenant_id, count} after messages are stored or requeued by a
+      dead-letter replay. Send timeout 0 and a
       high-water mark of nudge_hwm: when full the nudge is dropped (and
       counted), since the scheduler polls anyway.
       PUB events_endpoint (rcd_events): heartbeat every second ("active"
@@ -49,6 +66,10 @@
         message.duplicate  idempotent replays answered
         message.rejected   messages refused (bad input, unknown instance)
         message.cancelled  messages cancelled by the API
+        message.replayed   messages requeued from dead letters
+        api.rate_limited   tenant requests answered 429
+        api.limiter_failed tenant requests refused (503) because the
+                           bucket could not be read or written
         tenant.created, instance.created
         auth.failed        requests with a missing or unknown key
         nudge.dropped      nudges the scheduler could not take
@@ -121,6 +142,17 @@ const rcd_config_spec_t rcd_ingestor_config_specs[] = {
     RCD_CONFIG_INT ("drain_timeout_ms", rcd_ingestor_config_t, drain_timeout_ms,
                     "10000", 0, 600000,
                     "how long in-flight requests may finish on SIGTERM"),
+    RCD_CONFIG_INT ("api_rate_per_second", rcd_ingestor_config_t,
+                    api_rate_per_second, "50", 0, 1000000,
+                    "tenant API requests per second per tenant key, "
+                    "refill of its bucket (0: no limit)"),
+    RCD_CONFIG_INT ("api_burst", rcd_ingestor_config_t, api_burst, "100", 0,
+                    1000000,
+                    "tenant API requests a tenant may make at once, "
+                    "its bucket's size (0: no limit)"),
+    RCD_CONFIG_INT ("replay_attempts", rcd_ingestor_config_t, replay_attempts,
+                    "5", 1, 100,
+                    "new attempts a dead-letter replay gives a message"),
     RCD_CONFIG_END};
 
 /*  Most tenant keys cached before the cache is emptied. */
@@ -142,6 +174,27 @@ const rcd_config_spec_t rcd_ingestor_config_specs[] = {
     "SELECT set_config('role', $1::text, false),"                              \
     "       set_config('recado.tenant_id', $2::text, false)"
 
+/*  Takes a token from the bucket of tenant $1 (refill $2 tokens a second,
+    capacity $3) in one statement: refill for the time since the last
+    take (PostgreSQL's clock, shared by every replica; a statement that
+    started before the last writer refills nothing), take one if there is
+    one. The row lock serialises a tenant's concurrent requests. A new
+    bucket starts full. Answers (allowed, seconds until a token is back).
+    Runs as recado_tenant under the tenant wall, after s_session_set. */
+#define S_LEVEL                                                                \
+    "least($3::float8, b.tokens + $2::float8 * greatest(0, extract(epoch "     \
+    "FROM now() - b.refilled_at)::float8))"
+#define S_RATE_SQL                                                             \
+    "INSERT INTO api_rate_buckets AS b (tenant_id, tokens, refilled_at,"       \
+    "                                   allowed)"                              \
+    "VALUES ($1::bigint, $3::float8 - 1, now(), $3::float8 >= 1)"              \
+    "ON CONFLICT (tenant_id) DO UPDATE SET"                                    \
+    "  tokens = " S_LEVEL " - CASE WHEN " S_LEVEL " >= 1 THEN 1 ELSE 0 END,"   \
+    "  refilled_at = greatest(b.refilled_at, now()),"                          \
+    "  allowed = " S_LEVEL " >= 1 "                                            \
+    "RETURNING allowed, CASE WHEN allowed THEN 0"                              \
+    "  ELSE greatest(1, ceil((1 - tokens) / $2::float8))::int END"
+
 /*  One pooled connection and the session state last set on it
     (s_session_set), so that a request pays a statement only when the
     state changes: consecutive requests of one tenant, or of tenants
@@ -161,6 +214,9 @@ typedef struct {
     atomic_uint_fast64_t duplicates;  /* message.duplicate */
     atomic_uint_fast64_t rejected;    /* message.rejected */
     atomic_uint_fast64_t cancelled;   /* message.cancelled */
+    atomic_uint_fast64_t requeued;    /* message.replayed */
+    atomic_uint_fast64_t limited;     /* api.rate_limited */
+    atomic_uint_fast64_t limiter_err; /* api.limiter_failed */
     atomic_uint_fast64_t tenants;     /* tenant.created */
     atomic_uint_fast64_t instances;   /* instance.created */
     atomic_uint_fast64_t auth_failed; /* auth.failed */
@@ -277,10 +333,13 @@ s_pool_acquire (self_t *self)
                         " WHERE api_key_hash = decode($1::text, 'hex')") != 0 ||
         rcd_db_prepare (db, "session_tenant", S_SESSION_SQL) != 0 ||
         rcd_db_prepare (db, "ready", "SELECT 1") != 0 ||
+        rcd_db_prepare (db, "api_rate_take", S_RATE_SQL) != 0 ||
         rcd_api_tenants_prepare (db) != 0 ||
         rcd_api_messages_prepare (db) != 0 ||
         rcd_api_contacts_prepare (db) != 0 ||
-        rcd_api_templates_prepare (db) != 0 || rcd_api_cycles_prepare (db) != 0)
+        rcd_api_templates_prepare (db) != 0 ||
+        rcd_api_cycles_prepare (db) != 0 ||
+        rcd_api_dead_letters_prepare (db) != 0)
         rcd_db_destroy (&db);
     return s_conn_new (&db);
 }
@@ -516,6 +575,10 @@ static const s_route_t s_routes[] = {
      rcd_api_cycle_get, S_MADE_NOTHING},
     {"POST", "/v1/billing-cycles/{external_billing_id}/cancel", S_TENANT,
      rcd_api_cycle_cancel, S_MADE_NOTHING},
+    {"GET", "/v1/dead-letters", S_TENANT, rcd_api_dead_letter_list,
+     S_MADE_NOTHING},
+    {"POST", "/v1/dead-letters/replay", S_TENANT, rcd_api_dead_letter_replay,
+     S_MADE_NOTHING},
 };
 
 /*  True when path matches pattern. A pattern holds at most one "{...}"
@@ -587,6 +650,11 @@ s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply)
     }
     MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                              "application/json");
+    if (reply->retry_after_s > 0) {
+        char seconds[16];
+        snprintf (seconds, sizeof seconds, "%d", reply->retry_after_s);
+        MHD_add_response_header (resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
     enum MHD_Result rc =
         MHD_queue_response (conn, (unsigned int)reply->status, resp);
     MHD_destroy_response (resp);
@@ -628,6 +696,58 @@ s_nudge (self_t *self, int64_t tenant_id, uint32_t count)
         atomic_fetch_add (&self->counters.nudges_lost, 1);
 }
 
+/*  Takes a token from the tenant's bucket (S_RATE_SQL) on conn, whose
+    session s_session_set has just put in the tenant's state. Returns 0
+    when the request may go on (or the limit is off), or -1 with reply
+    filled: 429 rate_limited when the bucket is empty, 503 unavailable
+    when it could not be read or written, whatever the reason (fail
+    closed: a limit that cannot be checked refuses). */
+static int
+s_rate_take (self_t *self, s_conn_t *conn, int64_t tenant_id,
+             rcd_api_reply_t *reply)
+{
+    rcd_ingestor_config_t *cfg = self->config;
+    if (cfg->api_rate_per_second == 0 || cfg->api_burst == 0)
+        return 0;
+    char tenant[24], rate[24], burst[24];
+    snprintf (tenant, sizeof tenant, "%" PRId64, tenant_id);
+    snprintf (rate, sizeof rate, "%" PRId64, cfg->api_rate_per_second);
+    snprintf (burst, sizeof burst, "%" PRId64, cfg->api_burst);
+    const char *params[] = {tenant, rate, burst};
+    rcd_db_res_t *res = NULL;
+    int rc = rcd_db_run (conn->db, "api_rate_take", 3, params, &res);
+    if (rc != 0 || rcd_db_res_rows (res) != 1 ||
+        rcd_db_generation (conn->db) != conn->gen) {
+        /* a session remade under us ran it walled with no tenant: it
+           cannot have taken this tenant's token either */
+        rcd_log_warn ("rate limit unavailable: request refused",
+                      "{s:I, s:s, s:s}", "tenant_id", (json_int_t)tenant_id,
+                      "sqlstate", rcd_db_sqlstate (conn->db), "error",
+                      rc != 0 ? rcd_db_error (conn->db) : "no row");
+        rcd_db_res_destroy (&res);
+        atomic_fetch_add (&self->counters.limiter_err, 1);
+        rcd_api_reply_fail (reply, 503, "unavailable", NULL,
+                            "the rate limit cannot be checked right now; "
+                            "retry later");
+        reply->retry_after_s = 1;
+        return -1;
+    }
+    bool allowed = strcmp (rcd_db_res_value (res, 0, 0), "t") == 0;
+    int64_t wait_s = rcd_db_res_int64 (res, 0, 1);
+    rcd_db_res_destroy (&res);
+    if (allowed)
+        return 0;
+    atomic_fetch_add (&self->counters.limited, 1);
+    rcd_api_reply_fail (reply, 429, "rate_limited", NULL,
+                        "more than %" PRId64 " requests a second (bursts of "
+                        "%" PRId64 "); retry after %" PRId64 " s",
+                        cfg->api_rate_per_second, cfg->api_burst, wait_s);
+    reply->retry_after_s = wait_s < 1       ? 1
+                           : wait_s > 86400 ? 86400
+                                            : (int)wait_s;
+    return -1;
+}
+
 /*  Routes, authenticates and runs one complete request. */
 static enum MHD_Result
 s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
@@ -639,6 +759,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     req.body = r->body;
     req.body_size = r->size;
     req.default_country = self->config->default_country;
+    req.replay_attempts = self->config->replay_attempts;
 
     const s_route_t *route = NULL;
     bool path_known = false;
@@ -683,6 +804,9 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     if (s_session_set (pooled, route->who == S_TENANT ? req.tenant_id : 0,
                        &reply) != 0)
         goto answer;
+    if (route->who == S_TENANT &&
+        s_rate_take (self, pooled, req.tenant_id, &reply) != 0)
+        goto answer;
     req.query = json_object ();
     if (req.query)
         MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_collect_query,
@@ -699,13 +823,14 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
                             "the database connection was lost; retry later");
     }
 
-    if (reply.accepted > 0)
-        s_nudge (self, req.tenant_id, reply.accepted);
+    if (reply.accepted + reply.requeued > 0)
+        s_nudge (self, req.tenant_id, reply.accepted + reply.requeued);
     s_counters_t *c = &self->counters;
     atomic_fetch_add (&c->accepted, reply.accepted);
     atomic_fetch_add (&c->duplicates, reply.duplicates);
     atomic_fetch_add (&c->rejected, reply.rejected);
     atomic_fetch_add (&c->cancelled, reply.cancelled);
+    atomic_fetch_add (&c->requeued, reply.requeued);
     if (route->made == S_MADE_TENANT)
         atomic_fetch_add (&c->tenants, reply.created);
     else if (route->made == S_MADE_INSTANCE)
@@ -993,6 +1118,9 @@ s_self_publish_counts (self_t *self)
         {"message.duplicate", &c->duplicates},
         {"message.rejected", &c->rejected},
         {"message.cancelled", &c->cancelled},
+        {"message.replayed", &c->requeued},
+        {"api.rate_limited", &c->limited},
+        {"api.limiter_failed", &c->limiter_err},
         {"tenant.created", &c->tenants},
         {"instance.created", &c->instances},
         {"auth.failed", &c->auth_failed},

@@ -28,6 +28,9 @@ typedef struct {
     int64_t auth_cache_ms;        /* key -> tenant lookups reused for */
     char *default_country;        /* calling code for national numbers */
     int64_t drain_timeout_ms;     /* how long main lets us drain */
+    int64_t api_rate_per_second;  /* tenant API bucket refill; 0: off */
+    int64_t api_burst;            /* tenant API bucket size; 0: off */
+    int64_t replay_attempts;      /* new attempts a replay gives */
 } rcd_ingestor_config_t;
 
 /*  The settings table (RECADO_* environment). */

@@ -120,7 +120,7 @@ static const char *s_instances_sql =
     "       END AS unusable"
     "  FROM (SELECT i.*, least("
     "          coalesce(i.hourly_cap - CASE WHEN i.hour_start"
-    "                   = date_trunc('hour', now()) THEN i.hour_used"
+    "                   = date_trunc('hour', now(), 'UTC') THEN i.hour_used"
     "                   ELSE 0 END, 2147483647),"
     "          coalesce(i.daily_cap - CASE WHEN i.day_start"
     "                   = date_trunc('day', now(), t.timezone)"
@@ -136,7 +136,13 @@ static const char *s_instances_sql =
 
     Each tenant with budget and open business hours (migration 0002)
     walks its own due work (messages_tenant_due), at most its budget plus
-    a little, so one tenant's backlog is never walked for another. Rows
+    a little, so one tenant's backlog is never walked for another. The
+    opt-out and pacing checks are scalar subqueries on purpose: one
+    primary-key probe per row walked, whatever the statistics. Written
+    as NOT EXISTS they became anti joins or hashed subplans reading every
+    opted-out contact or paced recipient of the tenant on every claim.
+    The session uses generic plans (see s_self_new); check this one with
+    EXPLAIN under force_generic_plan after any change. Rows
     to opted-out contacts, rows pinned to an instance without budget and
     recipients paced (recipient_pacing) are passed over. A message goes
     to its pinned instance, else its contact's last instance when usable,
@@ -173,13 +179,13 @@ static const char *s_claim_sql =
     "       AND (m.valid_until IS NULL OR m.valid_until > now())"
     "       AND (NOT m.pinned OR m.instance_id IN"
     "              (SELECT instance_id FROM bi WHERE budget > 0))"
-    "       AND NOT EXISTS (SELECT 1 FROM contacts ct"
-    "                        WHERE ct.tenant_id = m.tenant_id"
-    "                          AND ct.phone = m.to_phone AND ct.opted_out)"
-    "       AND ($5::bigint = 0 OR NOT EXISTS ("
-    "             SELECT 1 FROM recipient_pacing p"
-    "              WHERE p.tenant_id = m.tenant_id AND p.phone = m.to_phone"
-    "                AND p.next_at > now()))"
+    "       AND NOT coalesce((SELECT ct.opted_out FROM contacts ct"
+    "                          WHERE ct.tenant_id = m.tenant_id"
+    "                            AND ct.phone = m.to_phone), false)"
+    "       AND coalesce((SELECT p.next_at FROM recipient_pacing p"
+    "                       WHERE p.tenant_id = m.tenant_id"
+    "                         AND p.phone = m.to_phone), '-infinity')"
+    "           <= now()"
     "     ORDER BY m.priority, m.send_at"
     "     LIMIT bt.budget + 16"
     "     FOR UPDATE OF m SKIP LOCKED"
@@ -241,9 +247,9 @@ static const char *s_claim_sql =
     "   GROUP BY instance_id"
     "), counted AS ("
     "  UPDATE instances i"
-    "     SET hour_used = CASE WHEN i.hour_start = date_trunc('hour', now())"
+    "     SET hour_used = CASE WHEN i.hour_start = date_trunc('hour', now(), 'UTC')"
     "                          THEN i.hour_used ELSE 0 END + used.n,"
-    "         hour_start = date_trunc('hour', now()),"
+    "         hour_start = date_trunc('hour', now(), 'UTC'),"
     "         day_used = CASE WHEN i.day_start"
     "                             = date_trunc('day', now(), t.timezone)"
     "                         THEN i.day_used ELSE 0 END + used.n,"
@@ -391,6 +397,13 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     self->poller = zpoller_new (pipe, self->nudge, NULL);
     if (!self->events || !self->db || !self->poller)
         goto fail;
+    /* One plan per statement for the session's life: the claim's custom
+       plans cost 2-5 ms of planning per claim, which is the whole latency
+       budget of the nudge path. Its plan is built to hold whatever the
+       data (see s_claim_sql); rcd_db turns JIT off, which its estimates
+       would otherwise trigger. A database down at start is not fatal. */
+    (void)rcd_db_on_connect (self->db,
+                             "SET plan_cache_mode = force_generic_plan");
     if (rcd_db_prepare (self->db, "claim", s_claim_sql) != 0 ||
         rcd_db_prepare (self->db, "instances", s_instances_sql) != 0 ||
         rcd_db_prepare (self->db, "next_due", s_next_due_sql) != 0)

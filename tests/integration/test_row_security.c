@@ -91,6 +91,12 @@ static const s_table_t s_tables[] = {
 };
 #define TABLES (sizeof s_tables / sizeof s_tables[0])
 
+/*  Tables of one row per tenant (or per recipient) that the services keep
+    for themselves: walled too, checked by their own test. */
+static const char *const s_bookkeeping[] = {"api_rate_buckets",
+                                            "recipient_pacing"};
+#define BOOKKEEPING (sizeof s_bookkeeping / sizeof s_bookkeeping[0])
+
 /*  --- helpers --- */
 
 static json_t *
@@ -238,7 +244,8 @@ test_every_table_with_tenant_data_is_walled (void **state)
 {
     (void)state;
     /* Every table of the schema with a tenant_id column, and only those,
-       is in s_tables: a new one without a wall fails here. */
+       is in s_tables or s_bookkeeping: a new one without a wall fails
+       here. */
     char *names =
         rcd_test_sql (s_fx.url,
                       "SELECT string_agg(c.relname, ',' ORDER BY c.relname)"
@@ -249,12 +256,14 @@ test_every_table_with_tenant_data_is_walled (void **state)
                       "   AND c.relkind IN ('r', 'p')",
                       0, NULL);
     assert_non_null (names);
-    assert_string_equal (names, "billing_cycles,contacts,dead_letters,"
-                                "instances,message_history,messages,"
-                                "templates");
+    assert_string_equal (names, "api_rate_buckets,billing_cycles,contacts,"
+                                "dead_letters,instances,message_history,"
+                                "messages,recipient_pacing,templates");
     free (names);
-    for (size_t i = 0; i < TABLES; i++) {
-        const char *params[] = {s_tables[i].name};
+    for (size_t i = 0; i < TABLES + BOOKKEEPING; i++) {
+        const char *name =
+            i < TABLES ? s_tables[i].name : s_bookkeeping[i - TABLES];
+        const char *params[] = {name};
         /* enabled, not forced: the owner's services work across tenants
            without the policy */
         char *flags = rcd_test_sql (
@@ -264,7 +273,7 @@ test_every_table_with_tenant_data_is_walled (void **state)
             1, params);
         assert_non_null (flags);
         if (strcmp (flags, "true,false") != 0)
-            fail_msg ("%s: rowsecurity,force = %s", s_tables[i].name, flags);
+            fail_msg ("%s: rowsecurity,force = %s", name, flags);
         free (flags);
         assert_int_equal (rcd_test_sql_int (s_fx.url,
                                             "SELECT count(*) FROM pg_policies"
@@ -283,6 +292,50 @@ test_every_table_with_tenant_data_is_walled (void **state)
                                         "::regclass",
                                         0, NULL),
                       0);
+}
+
+/*  The rate-limit buckets (one row per tenant) are walled like the rest;
+    the pacing table is the scheduler's alone: no right at all. */
+static void
+test_bookkeeping_tables_are_walled (void **state)
+{
+    (void)state;
+    char a[24], b[24];
+    snprintf (a, sizeof a, "%lld", s_fx.tenant_a);
+    snprintf (b, sizeof b, "%lld", s_fx.tenant_b);
+    const char *pa[] = {a}, *pb[] = {b};
+    static const char *seed =
+        "INSERT INTO api_rate_buckets (tenant_id, tokens, refilled_at,"
+        " allowed) VALUES ($1::bigint, 1, now(), true)"
+        " ON CONFLICT (tenant_id) DO NOTHING";
+    free (rcd_test_sql (s_fx.url, seed, 1, pa));
+    free (rcd_test_sql (s_fx.url, seed, 1, pb));
+    rcd_db_t *db = s_tenant_session (s_fx.tenant_a);
+    assert_int_equal (
+        s_int (db, "SELECT count(*) FROM api_rate_buckets", 0, NULL), 1);
+    assert_int_equal (s_int (db,
+                             "SELECT count(*) FROM api_rate_buckets"
+                             " WHERE tenant_id = $1::bigint",
+                             1, pa),
+                      1);
+    assert_int_equal (s_affected (db,
+                                  "UPDATE api_rate_buckets SET tokens = 0"
+                                  " WHERE tenant_id = $1::bigint",
+                                  1, pb),
+                      0);
+    free (rcd_test_sql (
+        s_fx.url, "DELETE FROM api_rate_buckets WHERE tenant_id = $1::bigint",
+        1, pb));
+    s_refused (db,
+               "INSERT INTO api_rate_buckets (tenant_id, tokens, refilled_at,"
+               " allowed) VALUES ($1::bigint, 100, now(), true)",
+               1, pb, true);
+    s_refused (db, "SELECT count(*) FROM recipient_pacing", 0, NULL, false);
+    s_refused (db,
+               "INSERT INTO recipient_pacing (tenant_id, phone, next_at)"
+               " VALUES ($1::bigint, '+5511900000001', now())",
+               1, pa, false);
+    rcd_db_destroy (&db);
 }
 
 static void
@@ -707,6 +760,7 @@ main (void)
         cmocka_unit_test (
             test_a_tenant_session_sees_only_its_own_rows_without_filtering),
         cmocka_unit_test (test_writing_another_tenants_rows_is_refused),
+        cmocka_unit_test (test_bookkeeping_tables_are_walled),
         cmocka_unit_test (
             test_a_session_naming_no_tenant_sees_and_writes_nothing),
         cmocka_unit_test (

@@ -5,7 +5,9 @@
 
     The configuration goes through the environment (DATABASE_URL,
     RECADO_HTTP_PORT, RECADO_HTTP_THREADS, RECADO_ADMIN_KEY,
-    RECADO_NUDGE_ENDPOINT, RECADO_EVENTS_ENDPOINT) and rcd_config_load, as
+    RECADO_NUDGE_ENDPOINT, RECADO_EVENTS_ENDPOINT, and
+    RECADO_API_RATE_PER_SECOND / RECADO_API_BURST at 1000000 unless the
+    test set them) and rcd_config_load, as
     in the binary, so these variables stay set in the test process after
     start. Failures fail the running cmocka test.
 
