@@ -247,7 +247,8 @@ static const char *s_claim_sql =
     "   GROUP BY instance_id"
     "), counted AS ("
     "  UPDATE instances i"
-    "     SET hour_used = CASE WHEN i.hour_start = date_trunc('hour', now(), 'UTC')"
+    "     SET hour_used = CASE WHEN i.hour_start = date_trunc('hour', now(), "
+    "'UTC')"
     "                          THEN i.hour_used ELSE 0 END + used.n,"
     "         hour_start = date_trunc('hour', now(), 'UTC'),"
     "         day_used = CASE WHEN i.day_start"
@@ -317,6 +318,7 @@ typedef struct {
     rcd_db_t *db;         /* our one connection */
     const rcd_scheduler_config_t *cfg;
     bool active;                  /* we hold the advisory lock */
+    bool bound;                   /* nudge and dispatch endpoints bound */
     uint64_t lock_gen;            /* db generation the lock was taken on */
     bool draining;                /* DRAIN received: claim nothing more */
     bool terminated;              /* $TERM received */
@@ -382,16 +384,8 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
        us lease far more than the senders can take. */
     zsock_set_sndbuf (self->dispatch, 32 * 1024);
     zsock_set_linger (self->dispatch, 1000);
-    if (zsock_bind (self->nudge, "%s", cfg->nudge_bind) < 0) {
-        rcd_log_error ("cannot bind nudge endpoint", "{s:s}", "endpoint",
-                       cfg->nudge_bind);
-        goto fail;
-    }
-    if (zsock_bind (self->dispatch, "%s", cfg->dispatch_bind) < 0) {
-        rcd_log_error ("cannot bind dispatch endpoint", "{s:s}", "endpoint",
-                       cfg->dispatch_bind);
-        goto fail;
-    }
+    /* The endpoints are bound only while active (s_self_bind): a standby
+       on the same host shares them, and takes them over with the lock. */
     self->events = rcd_events_new (cfg->events_endpoint, "scheduler", NULL);
     self->db = rcd_db_new (cfg->database_url);
     self->poller = zpoller_new (pipe, self->nudge, NULL);
@@ -414,18 +408,56 @@ fail:
     return NULL;
 }
 
+/*  Binds (or unbinds) the nudge and dispatch endpoints. Only the active
+    scheduler holds them, so a standby can run beside it with the same
+    configuration: the senders, ingestor and recovery connect to one
+    address, and ZeroMQ reconnects them to whoever binds it next.
+    Returns 0, or -1 when an endpoint could not be bound (then neither
+    is). */
+static int
+s_self_bind (self_t *self, bool bind)
+{
+    if (self->bound == bind)
+        return 0;
+    if (!bind) {
+        zsock_unbind (self->nudge, "%s", self->cfg->nudge_bind);
+        zsock_unbind (self->dispatch, "%s", self->cfg->dispatch_bind);
+        s_queue_clear (self); /* their leases bring them back */
+        self->bound = false;
+        return 0;
+    }
+    if (zsock_bind (self->nudge, "%s", self->cfg->nudge_bind) < 0) {
+        rcd_log_error ("cannot bind nudge endpoint", "{s:s, s:s}", "endpoint",
+                       self->cfg->nudge_bind, "error",
+                       zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    if (zsock_bind (self->dispatch, "%s", self->cfg->dispatch_bind) < 0) {
+        rcd_log_error ("cannot bind dispatch endpoint", "{s:s, s:s}",
+                       "endpoint", self->cfg->dispatch_bind, "error",
+                       zmq_strerror (zmq_errno ()));
+        zsock_unbind (self->nudge, "%s", self->cfg->nudge_bind);
+        return -1;
+    }
+    self->bound = true;
+    return 0;
+}
+
 /*  Takes or confirms the advisory lock. A new database session means the
-    old lock is gone, whatever we believed. */
+    old lock is gone, whatever we believed. Taking it binds the
+    endpoints; when they cannot be bound (the previous active scheduler
+    still holds them, having lost its session but not its process) the
+    lock is given back and we stay standby. */
 static void
 s_self_update_leadership (self_t *self)
 {
-    if (self->active && rcd_db_generation (self->db) == self->lock_gen &&
-        rcd_db_connected (self->db) &&
+    if (self->active && rcd_db_connected (self->db) &&
         rcd_db_generation (self->db) == self->lock_gen)
         return;
     if (self->active)
         rcd_log_warn ("lost database session: standby", NULL);
     self->active = false;
+    s_self_bind (self, false);
     if (!rcd_db_connected (self->db))
         return;
     char key[24];
@@ -436,16 +468,25 @@ s_self_update_leadership (self_t *self)
                      params, &res) != 0)
         return;
     const char *got = rcd_db_res_value (res, 0, 0);
-    if (got && got[0] == 't') {
-        self->active = true;
-        self->lock_gen = rcd_db_generation (self->db);
-        /* every bucket starts empty again */
-        free (self->instances);
-        self->instances = NULL;
-        self->ninstances = 0;
-        rcd_log_info ("active: holding the scheduler lock", NULL);
-    }
+    bool locked = got && got[0] == 't';
     rcd_db_res_destroy (&res);
+    if (!locked)
+        return;
+    if (s_self_bind (self, true) != 0) {
+        if (rcd_db_exec (self->db, "SELECT pg_advisory_unlock($1::bigint)", 1,
+                         params, NULL) != 0)
+            rcd_log_warn ("could not give the lock back", "{s:s}", "error",
+                          rcd_db_error (self->db));
+        return;
+    }
+    self->active = true;
+    self->lock_gen = rcd_db_generation (self->db);
+    /* every bucket starts empty again */
+    free (self->instances);
+    self->instances = NULL;
+    self->ninstances = 0;
+    rcd_log_info ("active: holding the scheduler lock", "{s:s, s:s}", "nudge",
+                  self->cfg->nudge_bind, "dispatch", self->cfg->dispatch_bind);
 }
 
 /*  Sends queued frames while the socket takes them; drops expired ones.
