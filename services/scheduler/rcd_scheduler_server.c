@@ -27,8 +27,8 @@
     query): an instance is usable when enabled, its health is not
     close/refused/unauthorized/not_found, no gateway throttle pauses it
     (paused_until), its circuit is closed, and its hourly and daily caps
-    have headroom. Each has a token bucket here (rate_per_second, at most
-    one second of burst, starting empty); the claim takes per instance at
+    have headroom. Each has a token bucket here (rate_per_second, burst_ms
+    of burst, starting empty); the claim takes per instance at
     most its whole tokens within its cap headroom. Caps are counted in
     the instances row by the claim itself, so they survive restarts and
     failovers. A circuit that is open past circuit_until gets exactly one
@@ -95,6 +95,9 @@ const rcd_config_spec_t rcd_scheduler_config_specs[] = {
                     INT64_MAX, "advisory lock key of the active scheduler"),
     RCD_CONFIG_INT ("drain_timeout_ms", S_TYPE, drain_timeout_ms, "5000", 0,
                     600000, "time allowed to drain on SIGTERM"),
+    RCD_CONFIG_INT ("burst_ms", S_TYPE, burst_ms, "250", 1, 60000,
+                    "an instance's token bucket holds this much of its rate "
+                    "(at least one message)"),
     RCD_CONFIG_INT ("recipient_interval_ms", S_TYPE, recipient_interval_ms,
                     "6000", 0, 86400000,
                     "least time between two messages to one recipient of a "
@@ -287,10 +290,12 @@ static const char *s_next_due_sql =
     ") x";
 
 /*  A usable-or-not sender number and its token bucket. The bucket holds
-    at most one second of its rate (at least one token) and starts empty,
-    both when the instance is first seen and when this scheduler becomes
-    active: a scheduler taking over cannot know what its predecessor sent
-    in its last second, so it gives nothing away it has not earned. */
+    burst_ms of its rate (default a quarter second; at least one token),
+    so a number that was idle starts with a small burst, never a second's
+    worth on top of its pace. It starts empty, both when the instance is
+    first seen and when this scheduler becomes active: a scheduler taking
+    over cannot know what its predecessor sent in its last moments, so it
+    gives nothing away it has not earned. */
 typedef struct {
     int64_t id;
     double rate;       /* tokens per second */
@@ -593,7 +598,9 @@ s_self_refresh_instances (self_t *self)
         inst->tokens = old ? old->tokens : 0;
         inst->refill_ms = old ? old->refill_ms : now;
         s_self_note_usable (self, inst, old ? old->why : "");
-        double capacity = inst->rate > 1 ? inst->rate : 1;
+        double capacity = inst->rate * (double)self->cfg->burst_ms / 1000.0;
+        if (capacity < 1)
+            capacity = 1;
         inst->tokens += inst->rate * (double)(now - inst->refill_ms) / 1000.0;
         if (inst->tokens > capacity)
             inst->tokens = capacity;

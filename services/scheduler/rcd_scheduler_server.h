@@ -24,6 +24,7 @@ typedef struct {
     int64_t lock_key;         /* advisory lock making one scheduler active */
     int64_t drain_timeout_ms; /* how long main lets us drain */
     int64_t recipient_interval_ms; /* pacing per recipient, 0: none */
+    int64_t burst_ms;              /* bucket size, as time at the rate */
 } rcd_scheduler_config_t;
 
 /*  The settings table (RECADO_* environment). */

@@ -530,6 +530,7 @@ test_scheduler_claims_only_open_tenants (void **state)
         .dispatch_hwm = 1000,
         .lock_key = 4343,
         .drain_timeout_ms = 1000,
+        .burst_ms = 1000,
     };
     zsock_t *pull = zsock_new (ZMQ_PULL);
     assert_non_null (pull);

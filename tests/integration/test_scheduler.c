@@ -90,6 +90,7 @@ setup (void **state)
         .dispatch_hwm = 1000,
         .lock_key = 4242,
         .drain_timeout_ms = 1000,
+        .burst_ms = 1000,
     };
     f->tenant_id = s_insert_tenant (f->url, "acme", true, &f->instance_id);
     *state = f;

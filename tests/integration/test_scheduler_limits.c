@@ -92,6 +92,7 @@ setup (void **state)
         .dispatch_hwm = 10000,
         .lock_key = 4343,
         .drain_timeout_ms = 1000,
+        .burst_ms = 1000,
         .recipient_interval_ms = 0,
     };
     const char *p[] = {"limits"};
@@ -161,6 +162,27 @@ test_token_bucket_holds_the_rate (void **state)
     printf ("# 10/s for 2 s: %d dispatched\n", got);
     assert_true (got >= 15);
     assert_true (got <= 21);
+}
+
+/*  An idle number saves up at most burst_ms of its rate, not more. */
+static void
+test_an_idle_bucket_holds_only_its_burst (void **state)
+{
+    fixture_t *f = *state;
+    f->cfg.burst_ms = 250;
+    s_instance (f, "bursty", "rate_per_second = 20");
+    zactor_t *sched = zactor_new (rcd_scheduler_server, &f->cfg);
+    /* idle for a second and a half: a full bucket is 5 messages */
+    assert_int_equal (s_drain_for (f, 1500, NULL, 0), 0);
+    s_messages (f, 100, false);
+    int64_t t0 = rcd_clock_mono_ms ();
+    int first = s_drain_for (f, 200, NULL, 0);
+    int64_t took = rcd_clock_mono_ms () - t0;
+    zactor_destroy (&sched);
+    printf ("# burst then %lld ms at 20/s: %d dispatched\n", (long long)took,
+            first);
+    assert_true (first >= 5);
+    assert_true (first <= 5 + 1 + (int)(took * 20 / 1000));
 }
 
 static void
@@ -362,6 +384,8 @@ main (void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown (test_token_bucket_holds_the_rate,
                                          setup, teardown),
+        cmocka_unit_test_setup_teardown (
+            test_an_idle_bucket_holds_only_its_burst, setup, teardown),
         cmocka_unit_test_setup_teardown (
             test_hourly_cap_stops_exactly_and_survives_a_restart, setup,
             teardown),
