@@ -13,20 +13,30 @@
                     (not on WhatsApp); [[...]]: PERMANENT (schema error);
                     ["text"]: UNKNOWN (the send threw, maybe after going
                     out). 401/403/404: INSTANCE. 413/414/422: PERMANENT.
-                    429: TRANSIENT, throttled. Anything else: TRANSIENT.
+                    429: TRANSIENT, throttled. 5xx: TRANSIENT.
+                    Anything else: TRANSIENT, unrecognised.
       Meta          error.code decides, whatever the HTTP status:
                     130429, 131048, 4, 80007: TRANSIENT, throttled (131048
                     waits at least a minute); 131056 (pair rate): TRANSIENT
-                    after at least 6 s; 131026, 131047, 100, 132000, 132001:
+                    after at least 6 s; 1, 2, 131016, 133004 (Meta's
+                    own trouble): TRANSIENT; 131026, 131047, 100, 132000,
+                    132001:
                     PERMANENT, except 100 with subcode 33 (the
                     phone_number_id does not exist): INSTANCE; 190, 368,
                     131031: INSTANCE; 131000 ("something went wrong", may
-                    have been sent): UNKNOWN; other codes: TRANSIENT.
+                    have been sent): UNKNOWN; other codes: TRANSIENT,
+                    unrecognised.
                     No error object: 2xx with messages[0].id: SUCCESS (2xx
-                    without it: UNKNOWN); 429: TRANSIENT, throttled;
-                    anything else: TRANSIENT.
+                    without it: UNKNOWN); 429: TRANSIENT, throttled; 5xx:
+                    TRANSIENT; anything else: TRANSIENT, unrecognised.
+
+    "Unrecognised" (an answer no rule above names, including a 2xx
+    without an id) is flagged in the outcome so the sender logs the body,
+    phones masked (rcd_gateway_log_excerpt): that is how a new error shape
+    of a gateway gets noticed and given a rule here.
 */
 #include "rcd_gateway.h"
+#include "rcd_log.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -290,8 +300,10 @@ s_classify_evolution (long status, json_t *doc, rcd_gateway_outcome_t *out)
         if (s_copy_id (out->provider_message_id,
                        sizeof out->provider_message_id, id))
             s_set (out, RCD_GATEWAY_SUCCESS, "sent");
-        else
+        else {
             s_set (out, RCD_GATEWAY_UNKNOWN, "success_without_id");
+            out->unrecognised = true;
+        }
         return;
     }
     if (status == 400) {
@@ -305,8 +317,10 @@ s_classify_evolution (long status, json_t *doc, rcd_gateway_outcome_t *out)
             s_set (out, RCD_GATEWAY_PERMANENT, "bad_request");
         else if (json_is_string (first))
             s_set (out, RCD_GATEWAY_UNKNOWN, "send_error");
-        else
+        else {
             s_set (out, RCD_GATEWAY_TRANSIENT, "http_400");
+            out->unrecognised = true;
+        }
         return;
     }
     switch (status) {
@@ -330,6 +344,7 @@ s_classify_evolution (long status, json_t *doc, rcd_gateway_outcome_t *out)
             return;
         default:
             s_set (out, RCD_GATEWAY_TRANSIENT, "http_%ld", status);
+            out->unrecognised = status < 500 || status > 599;
             return;
     }
 }
@@ -376,8 +391,15 @@ s_classify_meta (long status, json_t *doc, rcd_gateway_outcome_t *out)
             case 131000:
                 kind = RCD_GATEWAY_UNKNOWN;
                 break;
+            case 1:      /* unknown API error */
+            case 2:      /* service temporarily unavailable */
+            case 131016: /* service overloaded */
+            case 133004: /* server temporarily unavailable */
+                kind = RCD_GATEWAY_TRANSIENT;
+                break;
             default:
                 kind = RCD_GATEWAY_TRANSIENT;
+                out->unrecognised = true;
                 break;
         }
         if (subcode)
@@ -393,6 +415,7 @@ s_classify_meta (long status, json_t *doc, rcd_gateway_outcome_t *out)
         if (!s_copy_id (out->provider_message_id,
                         sizeof out->provider_message_id, id)) {
             s_set (out, RCD_GATEWAY_UNKNOWN, "success_without_id");
+            out->unrecognised = true;
             return;
         }
         json_t *wa_id = json_object_get (
@@ -404,6 +427,8 @@ s_classify_meta (long status, json_t *doc, rcd_gateway_outcome_t *out)
     s_set (out, RCD_GATEWAY_TRANSIENT, "http_%ld", status);
     if (status == 429)
         out->throttled = true;
+    else if (status < 500 || status > 599)
+        out->unrecognised = true;
 }
 
 char *
@@ -456,6 +481,43 @@ rcd_gateway_excerpt (const char *src, size_t len, size_t max)
         i += need;
     }
     out[n] = 0;
+    return out;
+}
+
+char *
+rcd_gateway_log_excerpt (const char *src, size_t len, size_t max)
+{
+    char *out = rcd_gateway_excerpt (src, len, max);
+    if (!out)
+        return NULL;
+    /* Masking never lengthens a run, so it is done in place: w <= r. */
+    size_t r = 0, w = 0;
+    while (out[r]) {
+        size_t run = 0;
+        while (out[r + run] >= '0' && out[r + run] <= '9')
+            run++;
+        if (run >= 8 && run < 32) {
+            /* as a number without '+' (a '+' before it was copied
+               already): the first four digits and the last four stay */
+            char phone[32], masked[40];
+            memcpy (phone, out + r, run);
+            phone[run] = 0;
+            rcd_log_mask_phone (phone, masked, sizeof masked);
+            size_t m = strlen (masked);
+            memmove (out + w, masked, m);
+            w += m;
+            r += run;
+            continue;
+        }
+        if (run >= 32) /* no phone, but may hide one: all masked */
+            memset (out + r, '*', run);
+        if (run == 0)
+            run = 1;
+        memmove (out + w, out + r, run);
+        w += run;
+        r += run;
+    }
+    out[w] = 0;
     return out;
 }
 

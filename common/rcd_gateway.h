@@ -73,6 +73,9 @@ typedef struct {
     char wa_id[32];    /* Meta contacts[0].wa_id, "" when absent */
     int retry_after_s; /* advised wait, 0 when none */
     bool throttled;    /* the gateway throttles the whole instance */
+    bool unrecognised; /* the answer matched no rule (its kind is the
+                          default, TRANSIENT, or UNKNOWN for a 2xx
+                          without an id): worth logging with its body */
 } rcd_gateway_outcome_t;
 
 /*  Builds the send request for a text message to to_e164 ("+55..."),
@@ -104,6 +107,13 @@ rcd_gateway_classify (rcd_gateway_provider_t provider, long http_status,
     database write fail. NULL for NULL src or no memory. Caller frees. */
 char *
 rcd_gateway_excerpt (const char *src, size_t len, size_t max);
+
+/*  Like rcd_gateway_excerpt, for a log line: every run of 8 or more
+    digits (a phone number, a JID's user part) is masked as
+    rcd_log_mask_phone does, keeping a '+' before it. NULL for NULL src
+    or no memory. Caller frees. */
+char *
+rcd_gateway_log_excerpt (const char *src, size_t len, size_t max);
 
 /*  "evolution" or "meta"; parses the same (false when neither). */
 const char *

@@ -12,41 +12,89 @@
                    (counters summed over the last second, published with
                    the heartbeat, and at DRAINED and exit)
                    message.sent / message.retry / message.failed /
-                   message.unknown   messages written with that outcome
+                   message.unknown / message.blocked
+                                     messages written with that outcome
                    message.released  dispatches handed back on DRAIN
                    send.latency_us   count = requests, value = summed us
                    outcome.stale     results the fence rejected
                    frame.malformed   undecodable or unexpected frames
                    dispatch.expired  dispatches dropped, lease (nearly) over
-                   (per flush)
+                   gateway.unrecognised  answers no classification rule
+                                     names (also logged, see below)
+                   (per flush, value = instance id)
                    instance.failure  detail "instance=<id> reason=<r>":
-                                     auth/unknown/blocked; its circuit
-                                     should open (not done here yet)
+                                     auth failure, banned, unknown number
+                                     id (count = messages in the flush)
                    instance.throttled detail as above: gateway throttle
+                   instance.circuit_open  detail as above, count 1: this
+                                     sender's flush opened the circuit
+                                     (also a warn log line)
                    outcome.flush_failed  a flush failed; it will be retried
       db   reads instances (cache by id: one query on a miss, refreshed
-           every instance_refresh_s); writes outcomes in batches.
+           every instance_refresh_s) and contacts (the opt-out re-check);
+           writes outcomes, and the instances' circuit and paused_until,
+           in batches.
 
-    Flow: a dispatch whose lease ends within lease_margin_ms is dropped
-    unsent (recovery re-queues it). Otherwise its instance is looked up
-    (missing or disabled: transient failure), the request is built and
-    queued. While max_inflight requests are out, or a full batch of
-    outcomes is waiting to be written, the dispatch socket is not read:
-    back-pressure reaches the scheduler through the high-water marks.
-    Outcomes are buffered and written when batch_max are waiting or
-    batch_wait_ms after the first: one transaction per flush, one
-    statement per outcome kind (unnest arrays), each fenced by
+    Config (RECADO_<KEY>): database_url, dispatch_endpoint,
+    events_endpoint, dispatch_hwm, max_inflight, batch_max, batch_wait_ms,
+    connect_timeout_ms, request_timeout_ms, retry_base_ms, retry_cap_ms,
+    lease_margin_ms, instance_refresh_s, drain_timeout_ms,
+    circuit_threshold (5), circuit_cooldown_ms (30000), throttle_pause_ms
+    (5000); see rcd_sender_config_specs.
+
+    Flow: dispatches are read in rounds (whatever the socket holds, up to
+    what the limits below leave room for). A dispatch whose lease ends
+    within lease_margin_ms is dropped unsent (recovery re-queues it).
+    Otherwise its instance is looked up (missing or disabled: transient
+    failure, no request). Then one query per round re-checks opt-out:
+    a recipient whose contact opted out since the claim gets nothing
+    (blocked); when that query fails nothing is sent (transient,
+    optout_check_failed): the check never fails open. The rest have their
+    requests built and queued. While max_inflight requests are out, or a
+    full batch of outcomes is waiting to be written, the dispatch socket
+    is not read: back-pressure reaches the scheduler through the
+    high-water marks. Outcomes are buffered and written when batch_max
+    are waiting or batch_wait_ms after the first: one transaction per
+    flush, one statement per outcome kind (unnest arrays), each fenced by
     (tenant_id, id, attempts, status 'sending') and writing
-    message_history (and dead_letters) in the same statement. No
-    transaction is ever open while a request is in flight.
+    message_history (and dead_letters) in the same statement, plus one
+    statement for the instances touched (below). No transaction is ever
+    open while a request is in flight.
 
       success    -> sent, provider_message_id, sent_at
       transient  -> pending, send_at = now + backoff (full jitter from
                     retry_base_ms doubling to retry_cap_ms, or the advised
-                    Retry-After), unless attempts >= max_attempts: failed
+                    Retry-After; a throttle: never before the instance's
+                    pause ends), unless attempts >= max_attempts: failed
                     + dead letter
       permanent, instance -> failed + dead letter (gateway answer, 2 KiB)
       unknown    -> unknown (awaits reconciliation; never resent blindly)
+      opted out  -> blocked (history "contact opted out before sending")
+
+    Instances (shared with the scheduler, which reads them, moves an open
+    circuit to half_open and claims its single probe; the sender claims
+    nothing). Per flush, per instance, in the order the answers came:
+      - a success resets circuit_failures to 0 and closes the circuit
+        (from open or half_open too: a probe that succeeded);
+      - a transient gateway failure (an answer or transport error
+        classified transient, and also a timeout or reset after the
+        request went out, outcome unknown: a gateway that answers nothing
+        is down) adds 1. Throttles, and failures decided before any
+        request (instance lookup, opt-out check, a request we could not
+        build), change nothing;
+      - the circuit opens (circuit_state 'open', circuit_until = now +
+        circuit_cooldown_ms, circuit_opened_at, circuit_reason = the last
+        failure's reason) when circuit_failures reaches circuit_threshold
+        while closed, at once on a failure while half_open, and at once on
+        an instance outcome (auth failure, Meta 190/368/131031/100-33,
+        Evolution 401/403/404). Failures while already open are counted
+        but do not extend the cool-down. Closing clears circuit_until,
+        circuit_reason and circuit_opened_at;
+      - a throttle (429, Meta 130429/131048/4/80007) pauses the whole
+        instance: paused_until = greatest(paused_until, now + Retry-After,
+        or throttle_pause_ms when none was advised).
+    An answer no classification rule names (rcd_gateway.c) is retried as
+    transient and its body logged, phones masked, at most 20 a second.
 
     When the database is down a flush fails; the outcomes are kept and
     the flush retried with capped backoff, and nothing more is read from
@@ -115,6 +163,17 @@ const rcd_config_spec_t rcd_sender_config_specs[] = {
                     86400, "instance cache refresh period"),
     RCD_CONFIG_INT ("drain_timeout_ms", S_TYPE, drain_timeout_ms, "20000", 0,
                     600000, "time allowed to drain on SIGTERM"),
+    RCD_CONFIG_INT ("circuit_threshold", S_TYPE, circuit_threshold, "5", 1,
+                    100000,
+                    "consecutive transient gateway failures that open an"
+                    " instance's circuit"),
+    RCD_CONFIG_INT ("circuit_cooldown_ms", S_TYPE, circuit_cooldown_ms, "30000",
+                    100, 86400000,
+                    "how long an opened circuit waits for its probe"),
+    RCD_CONFIG_INT ("throttle_pause_ms", S_TYPE, throttle_pause_ms, "5000", 1,
+                    3600000,
+                    "instance pause after a gateway throttle that advised"
+                    " no wait"),
     RCD_CONFIG_END};
 #undef S_TYPE
 
@@ -124,6 +183,8 @@ const rcd_config_spec_t rcd_sender_config_specs[] = {
 #define S_FLUSH_BACKOFF_MIN 100
 #define S_FLUSH_BACKOFF_MAX 5000
 #define S_RETRY_AFTER_MAX_S 3600
+#define S_UNRECOGNISED_LOGS 20  /* answer bodies logged a second, at most */
+#define S_UNRECOGNISED_BODY 512 /* bytes of such a body logged */
 
 /*  --------------------------------------------------------------------
     SQL: one statement per outcome kind, each fenced and writing its own
@@ -230,6 +291,83 @@ static const char *s_sql_release =
     " draining sender' FROM u)"
     "SELECT count(*) FROM u";
 
+/*  A contact who opted out after the claim: nothing is sent. */
+static const char *s_sql_blocked =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[])"
+    "             AS v (id, tenant_id, attempt)),"
+    " u AS (UPDATE messages m"
+    "          SET status = 'blocked', lease_until = NULL,"
+    "              last_error = 'contact_opted_out', updated_at = now()"
+    "         FROM v" S_FENCE "       RETURNING m.id, m.tenant_id),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'blocked', 'contact opted out before"
+    " sending' FROM u)"
+    "SELECT count(*) FROM u";
+
+/*  The opt-out re-check of one round of dispatches: the 1-based
+    positions of the (tenant, phone) pairs whose contact opted out. */
+static const char *s_sql_optout =
+    "SELECT v.n FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY"
+    "                AS v (tenant_id, phone, n)"
+    "  JOIN contacts c ON c.tenant_id = v.tenant_id AND c.phone = v.phone"
+    " WHERE c.opted_out";
+
+/*  Circuits and throttle pauses: one row per instance touched by the
+    flush, summarised in C in outcome order (s_self_circuits_collect):
+    ok = the batch had a success (it closed the circuit and zeroed the
+    count before what follows), fails = transient failures after the
+    last success, hard = an instance failure after the last success,
+    reason = the failure to record, pause_ms = the longest throttle wait
+    advised. $7 threshold, $8 cool-down (ms). Rows whose circuit stays
+    closed at zero and that are not paused are neither locked nor
+    written (the common case: a batch of successes). The old state is
+    read under the row lock, so "this statement opened it" is exact
+    whatever other senders do at the same time. Returns the instances
+    this statement opened. */
+static const char *s_sql_circuits =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[],"
+    "                                $4::int[], $5::text[], $6::bigint[])"
+    "             AS v (id, ok, fails, hard, reason, pause_ms)),"
+    " o AS (SELECT i.id, i.circuit_state, i.circuit_failures"
+    "         FROM instances i JOIN v ON v.id = i.id"
+    "        WHERE v.fails > 0 OR v.hard <> 0 OR v.pause_ms > 0"
+    "           OR i.circuit_state <> 'closed' OR i.circuit_failures <> 0"
+    "        ORDER BY i.id FOR UPDATE OF i),"
+    " b AS (SELECT o.id, v.reason, v.pause_ms, v.fails, v.hard,"
+    "              CASE WHEN v.ok <> 0 THEN 'closed'"
+    "                   ELSE o.circuit_state END AS state,"
+    "              CASE WHEN v.ok <> 0 THEN 0"
+    "                   ELSE o.circuit_failures END + v.fails AS failures"
+    "         FROM o JOIN v ON v.id = o.id),"
+    " s AS (SELECT b.*, b.state <> 'open'"
+    "              AND (b.hard <> 0 OR (b.fails > 0"
+    "                   AND (b.state = 'half_open' OR b.failures >= $7)))"
+    "              AS opens FROM b),"
+    " u AS (UPDATE instances i"
+    "          SET circuit_failures = s.failures,"
+    "              circuit_state = CASE WHEN s.opens THEN 'open'"
+    "                                   ELSE s.state END,"
+    "              circuit_until = CASE WHEN s.opens"
+    "                                   THEN now() + $8::bigint"
+    "                                              * interval '1 millisecond'"
+    "                                   WHEN s.state = 'closed' THEN NULL"
+    "                                   ELSE i.circuit_until END,"
+    "              circuit_reason = CASE WHEN s.opens THEN s.reason"
+    "                                    WHEN s.state = 'closed' THEN NULL"
+    "                                    ELSE i.circuit_reason END,"
+    "              circuit_opened_at = CASE WHEN s.opens THEN now()"
+    "                                       WHEN s.state = 'closed' THEN NULL"
+    "                                       ELSE i.circuit_opened_at END,"
+    "              paused_until = CASE WHEN s.pause_ms > 0"
+    "                                  THEN greatest(i.paused_until, now()"
+    "                                       + s.pause_ms"
+    "                                         * interval '1 millisecond')"
+    "                                  ELSE i.paused_until END"
+    "         FROM s WHERE i.id = s.id"
+    "       RETURNING i.id, i.tenant_id, s.opens, s.reason)"
+    "SELECT id, tenant_id, reason FROM u WHERE opens";
+
 /*  --------------------------------------------------------------------
     State */
 
@@ -240,8 +378,31 @@ typedef enum {
     S_OUT_FAILED, /* permanent or instance */
     S_OUT_UNKNOWN,
     S_OUT_RELEASE,
+    S_OUT_BLOCKED, /* the contact opted out after the claim */
     S_OUT_KINDS
 } s_out_kind_t;
+
+/*  What an outcome says about its instance's circuit. */
+typedef enum {
+    S_CIRCUIT_NONE = 0, /* nothing: no request, a throttle, an answer */
+    S_CIRCUIT_SUCCESS,  /* the gateway accepted a message */
+    S_CIRCUIT_FAIL,     /* a transient gateway failure */
+    S_CIRCUIT_HARD      /* the instance is broken (auth, banned, gone) */
+} s_circuit_effect_t;
+
+/*  One instance's summary of a flush (s_sql_circuits). */
+typedef struct {
+    int64_t id;
+    int64_t tenant_id;
+    bool ok;                 /* a success came */
+    int64_t fails;           /* transient failures after the last success */
+    bool hard;               /* an instance failure after the last success */
+    int64_t pause_ms;        /* longest throttle wait advised, 0: none */
+    const char *fail_reason; /* the last of fails (points into out) */
+    const char *hard_reason; /* the last hard one (points into out) */
+    bool opened;             /* this flush's statement opened its circuit */
+    char opened_reason[RCD_GATEWAY_REASON_MAX];
+} s_circuit_t;
 
 /*  One instances row, cached by id. */
 typedef struct s_instance {
@@ -273,6 +434,8 @@ typedef struct {
     int64_t instance_id;
     uint32_t attempt;
     int64_t retry_ms;           /* S_OUT_RETRY: backoff */
+    int64_t pause_ms;           /* throttled: instance pause advised */
+    s_circuit_effect_t circuit; /* what it says about the instance */
     int64_t latency_us;         /* request time, -1: no request made */
     rcd_gateway_kind_t gw_kind; /* the gateway's verdict */
     bool throttled;             /* the gateway throttles the instance */
@@ -301,6 +464,19 @@ typedef struct {
     s_outcome_t *out; /* batch_max + max_inflight slots */
     size_t nout;
     size_t out_cap;
+    s_circuit_t *circuits; /* out_cap slots, per flush */
+    size_t ncircuits;
+    /* the circuit and throttle settings, defaults where a config built
+       in code left them 0 */
+    int64_t circuit_threshold;
+    int64_t circuit_cooldown_ms;
+    int64_t throttle_pause_ms;
+
+    /* one round of dispatches (s_self_handle_dispatch) */
+    rcd_proto_msg_t *round;
+    s_instance_t **round_inst; /* each one's instance, NULL: settled */
+    size_t *round_pos;         /* opt-out check position -> round index */
+    size_t round_cap;
     int64_t first_out_ms;      /* mono time of the oldest buffered */
     int64_t flush_retry_at_ms; /* after a failed flush (mono), 0: none */
     int flush_backoff_ms;
@@ -316,11 +492,14 @@ typedef struct {
     uint64_t malformed;
     uint64_t expired;
     uint64_t n_sent, n_retry, n_failed, n_unknown, n_released, n_stale;
-    uint64_t n_requests;    /* send.latency_us count */
-    int64_t latency_sum_us; /* send.latency_us value */
+    uint64_t n_blocked;
+    uint64_t n_unrecognised;      /* gateway answers no rule names */
+    uint64_t unrecognised_logged; /* bodies logged this second */
+    uint64_t n_requests;          /* send.latency_us count */
+    int64_t latency_sum_us;       /* send.latency_us value */
     /* totals, logged at exit */
     uint64_t total_sent, total_retry, total_failed, total_unknown;
-    uint64_t total_stale, total_released;
+    uint64_t total_stale, total_released, total_blocked;
 } self_t;
 
 /*  --------------------------------------------------------------------
@@ -555,9 +734,9 @@ s_self_fail_permanent (self_t *self, const rcd_dispatch_t *d,
 static int64_t
 s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
 {
-    static const char *names[S_OUT_KINDS] = {"sender_sent", "sender_retry",
-                                             "sender_failed", "sender_unknown",
-                                             "sender_release"};
+    static const char *names[S_OUT_KINDS] = {
+        "sender_sent",    "sender_retry",   "sender_failed",
+        "sender_unknown", "sender_release", "sender_blocked"};
     size_t count = 0;
     for (size_t i = 0; i < self->nout; i++)
         count += self->out[i].kind == kind;
@@ -588,7 +767,7 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
             e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->pmid);
             e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
         }
-        else if (kind != S_OUT_RELEASE) {
+        else if (kind != S_OUT_RELEASE && kind != S_OUT_BLOCKED) {
             e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->reason);
             e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
         }
@@ -608,7 +787,7 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         params[nparams++] = t1;
         params[nparams++] = t2;
     }
-    else if (kind != S_OUT_RELEASE) {
+    else if (kind != S_OUT_RELEASE && kind != S_OUT_BLOCKED) {
         params[nparams++] = t1;
         params[nparams++] = t2;
     }
@@ -673,6 +852,131 @@ s_self_emit_instance_events (self_t *self)
     }
 }
 
+/*  Summarises the buffered outcomes per instance, in outcome order
+    (the order answers came in): consecutive failures are counted from
+    the last success on. Returns how many instances need the statement. */
+static size_t
+s_self_circuits_collect (self_t *self)
+{
+    self->ncircuits = 0;
+    for (size_t i = 0; i < self->nout; i++) {
+        const s_outcome_t *o = &self->out[i];
+        if (o->circuit == S_CIRCUIT_NONE && o->pause_ms <= 0)
+            continue;
+        s_circuit_t *c = NULL;
+        for (size_t k = 0; k < self->ncircuits && !c; k++)
+            if (self->circuits[k].id == o->instance_id)
+                c = &self->circuits[k];
+        if (!c) {
+            assert (self->ncircuits < self->out_cap);
+            c = &self->circuits[self->ncircuits++];
+            memset (c, 0, sizeof *c);
+            c->id = o->instance_id;
+            c->tenant_id = o->tenant_id;
+        }
+        if (o->pause_ms > c->pause_ms)
+            c->pause_ms = o->pause_ms;
+        switch (o->circuit) {
+            case S_CIRCUIT_SUCCESS:
+                c->ok = true;
+                c->fails = 0;
+                c->hard = false;
+                c->fail_reason = c->hard_reason = NULL;
+                break;
+            case S_CIRCUIT_FAIL:
+                c->fails++;
+                c->fail_reason = o->reason;
+                break;
+            case S_CIRCUIT_HARD:
+                c->hard = true;
+                c->hard_reason = o->reason;
+                break;
+            case S_CIRCUIT_NONE:
+                break;
+        }
+    }
+    return self->ncircuits;
+}
+
+/*  Runs s_sql_circuits for the collected instances and marks those it
+    opened. Returns 0 or -1. */
+static int
+s_self_circuits_write (self_t *self)
+{
+    size_t n = self->ncircuits;
+    int64_t *nums = malloc (5 * n * sizeof *nums);
+    char *a[5] = {NULL};
+    char *reasons = NULL;
+    size_t r_len = 0, r_cap = 0;
+    int rc = -1;
+    if (!nums)
+        goto cleanup;
+    for (size_t k = 0; k < n; k++) {
+        const s_circuit_t *c = &self->circuits[k];
+        nums[k] = c->id;
+        nums[n + k] = c->ok;
+        nums[2 * n + k] = c->fails;
+        nums[3 * n + k] = c->hard;
+        nums[4 * n + k] = c->pause_ms;
+        const char *reason = c->hard ? c->hard_reason : c->fail_reason;
+        if (rcd_db_text_array_append (&reasons, &r_len, &r_cap, reason) != 0)
+            goto cleanup;
+    }
+    for (int p = 0; p < 5; p++)
+        if (!(a[p] = rcd_db_int64_array (nums + (size_t)p * n, n)))
+            goto cleanup;
+    char threshold[24], cooldown[24];
+    snprintf (threshold, sizeof threshold, "%lld",
+              (long long)self->circuit_threshold);
+    snprintf (cooldown, sizeof cooldown, "%lld",
+              (long long)self->circuit_cooldown_ms);
+    const char *params[8] = {a[0],    a[1], a[2],      a[3],
+                             reasons, a[4], threshold, cooldown};
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_run (self->db, "sender_circuits", 8, params, &res) != 0)
+        goto cleanup;
+    for (int row = 0; row < rcd_db_res_rows (res); row++) {
+        int64_t id = rcd_db_res_int64 (res, row, 0);
+        for (size_t k = 0; k < n; k++) {
+            s_circuit_t *c = &self->circuits[k];
+            if (c->id != id)
+                continue;
+            c->opened = true;
+            c->tenant_id = rcd_db_res_int64 (res, row, 1);
+            const char *reason = rcd_db_res_value (res, row, 2);
+            snprintf (c->opened_reason, sizeof c->opened_reason, "%s",
+                      reason ? reason : "");
+        }
+    }
+    rcd_db_res_destroy (&res);
+    rc = 0;
+cleanup:
+    free (nums);
+    for (int p = 0; p < 5; p++)
+        free (a[p]);
+    free (reasons);
+    return rc;
+}
+
+/*  After the commit: one event and one log line per circuit opened. */
+static void
+s_self_emit_circuit_events (self_t *self)
+{
+    for (size_t k = 0; k < self->ncircuits; k++) {
+        const s_circuit_t *c = &self->circuits[k];
+        if (!c->opened)
+            continue;
+        char detail[128];
+        snprintf (detail, sizeof detail, "instance=%lld reason=%s",
+                  (long long)c->id, c->opened_reason);
+        rcd_events_emit (self->events, "instance.circuit_open", 1,
+                         (uint64_t)c->tenant_id, c->id, detail);
+        rcd_log_warn ("circuit opened", "{s:I, s:s, s:I}", "instance_id",
+                      (json_int_t)c->id, "reason", c->opened_reason,
+                      "cooldown_ms", (json_int_t)self->circuit_cooldown_ms);
+    }
+}
+
 /*  Writes every buffered outcome in one transaction. On failure keeps
     them all and schedules a retry; returns 0 or -1. */
 static int
@@ -685,9 +989,10 @@ s_self_flush (self_t *self)
     for (size_t i = 0; i < self->nout; i++)
         if (per_kind[self->out[i].kind]++ == 0)
             kinds++;
+    size_t ncircuits = s_self_circuits_collect (self);
     /* One statement is atomic on its own: skip BEGIN/COMMIT round trips
-       in the common case of a batch of a single kind. */
-    bool tx = kinds > 1;
+       when one kind and no circuit or pause is to be written. */
+    bool tx = kinds + (ncircuits > 0) > 1;
     int64_t changed[S_OUT_KINDS] = {0};
     int64_t exhausted = 0;
     if (tx && rcd_db_begin (self->db) != 0)
@@ -700,6 +1005,10 @@ s_self_flush (self_t *self)
         if (changed[k] < 0)
             goto failed;
     }
+    /* Last, so the instance rows (which the scheduler updates at every
+       claim) stay locked for the shortest time. */
+    if (ncircuits > 0 && s_self_circuits_write (self) != 0)
+        goto failed;
     if (tx && rcd_db_commit (self->db) != 0)
         goto failed;
 
@@ -708,7 +1017,7 @@ s_self_flush (self_t *self)
     int64_t failed = changed[S_OUT_FAILED] + exhausted;
     int64_t written = changed[S_OUT_SENT] + retried + exhausted +
                       changed[S_OUT_FAILED] + changed[S_OUT_UNKNOWN] +
-                      changed[S_OUT_RELEASE];
+                      changed[S_OUT_RELEASE] + changed[S_OUT_BLOCKED];
     int64_t stale = (int64_t)self->nout - written;
     uint64_t requests = 0;
     int64_t latency_sum = 0;
@@ -722,6 +1031,7 @@ s_self_flush (self_t *self)
     self->n_failed += (uint64_t)failed;
     self->n_unknown += (uint64_t)changed[S_OUT_UNKNOWN];
     self->n_released += (uint64_t)changed[S_OUT_RELEASE];
+    self->n_blocked += (uint64_t)changed[S_OUT_BLOCKED];
     if (stale > 0) {
         self->n_stale += (uint64_t)stale;
         rcd_log_info ("stale outcomes ignored", "{s:I}", "count",
@@ -730,15 +1040,18 @@ s_self_flush (self_t *self)
     self->n_requests += requests;
     self->latency_sum_us += latency_sum;
     s_self_emit_instance_events (self);
+    s_self_emit_circuit_events (self);
     self->total_sent += (uint64_t)changed[S_OUT_SENT];
     self->total_retry += (uint64_t)retried;
     self->total_failed += (uint64_t)failed;
     self->total_unknown += (uint64_t)changed[S_OUT_UNKNOWN];
     self->total_released += (uint64_t)changed[S_OUT_RELEASE];
+    self->total_blocked += (uint64_t)changed[S_OUT_BLOCKED];
     self->total_stale += stale > 0 ? (uint64_t)stale : 0;
     for (size_t i = 0; i < self->nout; i++)
         free (self->out[i].detail);
     self->nout = 0;
+    self->ncircuits = 0;
     self->flush_retry_at_ms = 0;
     self->flush_backoff_ms = S_FLUSH_BACKOFF_MIN;
     return 0;
@@ -772,32 +1085,41 @@ s_self_admitting (self_t *self)
            self->nout < (size_t)self->cfg->batch_max;
 }
 
-/*  One dispatch: drop it, fail it at once, or send it. */
-static void
-s_self_handle_one_dispatch (self_t *self, const rcd_dispatch_t *d)
+/*  First look at one dispatch: drop it, fail it at once, or return its
+    instance (it goes on to the opt-out check, then to the gateway). */
+static s_instance_t *
+s_self_screen_dispatch (self_t *self, const rcd_dispatch_t *d)
 {
     if (d->id == 0 || d->attempt == 0) {
         self->malformed++;
-        return;
+        return NULL;
     }
     if (d->lease_until_ms - self->cfg->lease_margin_ms <= rcd_clock_now_ms ()) {
         self->expired++;
-        return;
+        return NULL;
     }
     s_instance_t *inst = s_self_instance (self, (int64_t)d->instance_id);
     if (!inst) {
         s_self_fail_transient (self, d, "instance_lookup_failed");
-        return;
+        return NULL;
     }
     if (!inst->found || !inst->enabled) {
         s_self_fail_transient (self, d, "instance_unavailable");
-        return;
+        return NULL;
     }
     if (inst->tenant_id != (int64_t)d->tenant_id) {
         /* Never send a tenant's message through another's number. */
         s_self_fail_permanent (self, d, "instance_tenant_mismatch");
-        return;
+        return NULL;
     }
+    return inst;
+}
+
+/*  Builds and queues the request of a dispatch that passed every check. */
+static void
+s_self_send_dispatch (self_t *self, const rcd_dispatch_t *d,
+                      const s_instance_t *inst)
+{
     int rc = rcd_gateway_build_send (&inst->gw, d->to, d->text, d->delay_ms,
                                      &self->req);
     if (rc == -2) {
@@ -830,47 +1152,176 @@ s_self_handle_one_dispatch (self_t *self, const rcd_dispatch_t *d)
               d->to[0] == '+' ? d->to + 1 : d->to);
 }
 
-/*  Reads one frame without waiting (the socket's receive timeout is 0,
-    so no ZMQ_EVENTS round per message). Returns false when nothing more
-    is ready. When
-    release is set, a valid dispatch is handed back instead of sent. */
-static bool
-s_self_read_dispatch (self_t *self, bool release)
+/*  The opt-out re-check of a round: one query for every dispatch still
+    going ahead (round_inst set). A recipient who opted out since the
+    claim gets nothing (blocked). When the check cannot be made nothing
+    is sent either: never fail open; they are retried later. */
+static void
+s_self_check_optouts (self_t *self, size_t n)
 {
-    rcd_proto_msg_t msg;
-    memset (&msg, 0, sizeof msg);
-    int rc = rcd_proto_recv (self->pull, &msg);
+    size_t checks = 0;
+    int64_t *tenants = malloc (n * sizeof *tenants);
+    char *phones = NULL, *a_tenants = NULL;
+    size_t p_len = 0, p_cap = 0;
+    rcd_db_res_t *res = NULL;
+    bool ok = false;
+    if (!tenants)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        if (!self->round_inst[i])
+            continue;
+        const rcd_dispatch_t *d = &self->round[i].u.dispatch;
+        tenants[checks] = (int64_t)d->tenant_id;
+        self->round_pos[checks++] = i;
+        if (rcd_db_text_array_append (&phones, &p_len, &p_cap, d->to) != 0)
+            goto done;
+    }
+    if (checks == 0) {
+        ok = true;
+        goto done;
+    }
+    a_tenants = rcd_db_int64_array (tenants, checks);
+    if (!a_tenants)
+        goto done;
+    const char *params[] = {a_tenants, phones};
+    if (rcd_db_run (self->db, "sender_optout", 2, params, &res) != 0) {
+        rcd_log_warn ("opt-out check failed", "{s:s, s:I}", "error",
+                      rcd_db_error (self->db), "dispatches",
+                      (json_int_t)checks);
+        goto done;
+    }
+    ok = true;
+    for (int row = 0; row < rcd_db_res_rows (res); row++) {
+        int64_t k = rcd_db_res_int64 (res, row, 0);
+        if (k < 1 || (size_t)k > checks)
+            continue;
+        size_t i = self->round_pos[k - 1];
+        const rcd_dispatch_t *d = &self->round[i].u.dispatch;
+        s_self_outcome (self, S_OUT_BLOCKED, (int64_t)d->id,
+                        (int64_t)d->tenant_id, (int64_t)d->instance_id,
+                        d->attempt, "contact_opted_out");
+        self->round_inst[i] = NULL;
+    }
+done:
+    if (!ok)
+        for (size_t i = 0; i < n; i++)
+            if (self->round_inst[i]) {
+                s_self_fail_transient (self, &self->round[i].u.dispatch,
+                                       "optout_check_failed");
+                self->round_inst[i] = NULL;
+            }
+    rcd_db_res_destroy (&res);
+    free (tenants);
+    free (phones);
+    free (a_tenants);
+}
+
+/*  Reads one frame without waiting (the socket's receive timeout is 0,
+    so no ZMQ_EVENTS round per message). Returns 1 with a dispatch in
+    msg (caller clears it), 0 when the frame was dropped, -1 when nothing
+    more is ready. */
+static int
+s_self_read_frame (self_t *self, rcd_proto_msg_t *msg)
+{
+    memset (msg, 0, sizeof *msg);
+    int rc = rcd_proto_recv (self->pull, msg);
     if (rc == -1)
-        return false;
+        return -1;
     if (rc == -2) {
         self->malformed++;
         rcd_log_warn ("malformed frame dropped", "{s:s}", "why",
                       rcd_proto_last_error ());
-        return true;
+        return 0;
     }
-    if (msg.type != RCD_MSG_DISPATCH) {
+    if (msg->type != RCD_MSG_DISPATCH) {
         self->malformed++;
         rcd_log_warn ("unexpected frame dropped", "{s:s}", "topic",
-                      rcd_proto_topic (msg.type));
+                      rcd_proto_topic (msg->type));
+        rcd_proto_msg_clear (msg);
+        return 0;
     }
-    else if (release) {
+    return 1;
+}
+
+/*  On DRAIN: hands one waiting dispatch back unsent. False when nothing
+    more is ready. */
+static bool
+s_self_release_one (self_t *self)
+{
+    rcd_proto_msg_t msg;
+    int rc = s_self_read_frame (self, &msg);
+    if (rc < 0)
+        return false;
+    if (rc == 1) {
         const rcd_dispatch_t *d = &msg.u.dispatch;
         if (d->id && d->attempt)
             s_self_outcome (self, S_OUT_RELEASE, (int64_t)d->id,
                             (int64_t)d->tenant_id, (int64_t)d->instance_id,
                             d->attempt, "released");
+        rcd_proto_msg_clear (&msg);
     }
-    else
-        s_self_handle_one_dispatch (self, &msg.u.dispatch);
-    rcd_proto_msg_clear (&msg);
     return true;
 }
 
+/*  Reads what the socket holds in rounds: each round takes at most what
+    the request and outcome limits leave room for, is screened, re-checked
+    for opt-outs in one query, and sent. */
 static void
 s_self_handle_dispatch (self_t *self)
 {
-    while (s_self_admitting (self) && s_self_read_dispatch (self, false))
-        ;
+    bool more = true;
+    while (more && s_self_admitting (self)) {
+        size_t room = (size_t)self->cfg->max_inflight - self->jobs_busy;
+        size_t out_room = (size_t)self->cfg->batch_max - self->nout;
+        if (out_room < room)
+            room = out_room;
+        if (self->round_cap < room)
+            room = self->round_cap;
+        size_t n = 0;
+        while (n < room) {
+            int rc = s_self_read_frame (self, &self->round[n]);
+            if (rc < 0) {
+                more = false;
+                break;
+            }
+            n += rc == 1;
+        }
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            self->round_inst[i] =
+                s_self_screen_dispatch (self, &self->round[i].u.dispatch);
+        s_self_check_optouts (self, n);
+        for (size_t i = 0; i < n; i++) {
+            if (self->round_inst[i])
+                s_self_send_dispatch (self, &self->round[i].u.dispatch,
+                                      self->round_inst[i]);
+            rcd_proto_msg_clear (&self->round[i]);
+        }
+    }
+}
+
+/*  An answer no classification rule names: logged with its body,
+    phones masked, at most S_UNRECOGNISED_LOGS a second (the rest are
+    counted in the log at the next heartbeat and in the
+    gateway.unrecognised event). */
+static void
+s_self_log_unrecognised (self_t *self, const s_job_t *job,
+                         const rcd_http_result_t *res,
+                         const rcd_gateway_outcome_t *g)
+{
+    self->n_unrecognised++;
+    if (self->unrecognised_logged++ >= S_UNRECOGNISED_LOGS)
+        return;
+    char *body = rcd_gateway_log_excerpt (res->body ? res->body : "",
+                                          res->body ? res->body_len : 0,
+                                          S_UNRECOGNISED_BODY);
+    rcd_log_warn ("unrecognised gateway answer", "{s:I, s:s, s:i, s:s, s:s}",
+                  "instance_id", (json_int_t)job->instance_id, "provider",
+                  rcd_gateway_provider_name (job->provider), "status",
+                  (int)res->status, "reason", g->reason, "body",
+                  body ? body : "");
+    free (body);
 }
 
 /*  Turns finished requests into outcomes. */
@@ -895,6 +1346,27 @@ s_self_handle_http (self_t *self)
         o->gw_kind = g.kind;
         o->throttled = g.throttled;
         o->latency_us = res.total_us;
+        /* A gateway that answers nothing (a timeout or reset after the
+           request went out: outcome unknown) is failing as surely as one
+           answering 503, and more costly: each such message waits for
+           reconciliation. So both count toward the circuit. */
+        if (g.kind == RCD_GATEWAY_SUCCESS)
+            o->circuit = S_CIRCUIT_SUCCESS;
+        else if (g.kind == RCD_GATEWAY_INSTANCE)
+            o->circuit = S_CIRCUIT_HARD;
+        else if ((g.kind == RCD_GATEWAY_TRANSIENT && !g.throttled) ||
+                 (g.kind == RCD_GATEWAY_UNKNOWN &&
+                  res.error != RCD_HTTP_ERR_NONE))
+            o->circuit = S_CIRCUIT_FAIL;
+        if (g.throttled) {
+            int s_after = g.retry_after_s > S_RETRY_AFTER_MAX_S
+                              ? S_RETRY_AFTER_MAX_S
+                              : g.retry_after_s;
+            o->pause_ms =
+                s_after > 0 ? (int64_t)s_after * 1000 : self->throttle_pause_ms;
+        }
+        if (g.unrecognised)
+            s_self_log_unrecognised (self, job, &res, &g);
         if (g.kind == RCD_GATEWAY_SUCCESS) {
             snprintf (o->pmid, sizeof o->pmid, "%s", g.provider_message_id);
             char detail[RCD_GATEWAY_ID_MAX + 64];
@@ -910,6 +1382,9 @@ s_self_handle_http (self_t *self)
             if (g.kind == RCD_GATEWAY_TRANSIENT)
                 o->retry_ms =
                     s_self_backoff_ms (self, job->attempt, g.retry_after_s);
+            /* never before the instance's pause is over */
+            if (o->retry_ms < o->pause_ms)
+                o->retry_ms = o->pause_ms;
             /* What the gateway said (or libcurl, when it said nothing). */
             const char *answer = res.error ? res.error_text : res.body;
             size_t len = res.error ? strlen (answer) : res.body_len;
@@ -939,7 +1414,7 @@ s_self_start_drain (self_t *self)
     size_t budget = (size_t)self->cfg->dispatch_hwm;
     /* each request in flight still needs its outcome slot */
     while (budget-- > 0 && self->nout + self->jobs_busy < self->out_cap &&
-           s_self_read_dispatch (self, true))
+           s_self_release_one (self))
         ;
     zsock_disconnect (self->pull, "%s", self->cfg->dispatch_endpoint);
     self->pull_connected = false;
@@ -984,6 +1459,8 @@ s_self_emit_counters (self_t *self)
         {"message.failed", offsetof (self_t, n_failed)},
         {"message.unknown", offsetof (self_t, n_unknown)},
         {"message.released", offsetof (self_t, n_released)},
+        {"message.blocked", offsetof (self_t, n_blocked)},
+        {"gateway.unrecognised", offsetof (self_t, n_unrecognised)},
         {"outcome.stale", offsetof (self_t, n_stale)},
         {"frame.malformed", offsetof (self_t, malformed)},
         {"dispatch.expired", offsetof (self_t, expired)},
@@ -1012,6 +1489,11 @@ s_self_handle_tick (self_t *self)
          now >= self->first_out_ms + self->cfg->batch_wait_ms))
         s_self_flush (self);
     if (now >= self->heartbeat_at_ms) {
+        if (self->unrecognised_logged > S_UNRECOGNISED_LOGS)
+            rcd_log_warn (
+                "unrecognised gateway answers not logged", "{s:I}", "count",
+                (json_int_t)(self->unrecognised_logged - S_UNRECOGNISED_LOGS));
+        self->unrecognised_logged = 0;
         rcd_events_heartbeat (self->events,
                               self->draining ? "draining" : "active");
         if (self->expired)
@@ -1066,6 +1548,13 @@ s_self_destroy (self_t **self_p)
     for (size_t i = 0; i < self->nout; i++)
         free (self->out[i].detail);
     free (self->out);
+    free (self->circuits);
+    if (self->round)
+        for (size_t i = 0; i < self->round_cap; i++)
+            rcd_proto_msg_clear (&self->round[i]);
+    free (self->round);
+    free (self->round_inst);
+    free (self->round_pos);
     free (self->jobs);
     for (size_t b = 0; b < S_INSTANCE_BUCKETS; b++) {
         s_instance_t *inst = self->instances[b];
@@ -1097,6 +1586,12 @@ s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
     if (!self->rng)
         self->rng = 0x9E3779B97F4A7C15ULL;
     self->flush_backoff_ms = S_FLUSH_BACKOFF_MIN;
+    self->circuit_threshold =
+        cfg->circuit_threshold > 0 ? cfg->circuit_threshold : 5;
+    self->circuit_cooldown_ms =
+        cfg->circuit_cooldown_ms > 0 ? cfg->circuit_cooldown_ms : 30000;
+    self->throttle_pause_ms =
+        cfg->throttle_pause_ms > 0 ? cfg->throttle_pause_ms : 5000;
     self->events = rcd_events_new (cfg->events_endpoint, "sender", NULL);
     self->db = rcd_db_new (cfg->database_url);
     self->http = rcd_http_new ((int)cfg->max_inflight);
@@ -1105,8 +1600,17 @@ s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
     self->jobs = calloc (max_inflight, sizeof *self->jobs);
     self->out_cap = (size_t)cfg->batch_max + max_inflight;
     self->out = calloc (self->out_cap, sizeof *self->out);
+    self->circuits = calloc (self->out_cap, sizeof *self->circuits);
+    /* a round never takes more than both limits leave room for */
+    self->round_cap = max_inflight < (size_t)cfg->batch_max
+                          ? max_inflight
+                          : (size_t)cfg->batch_max;
+    self->round = calloc (self->round_cap, sizeof *self->round);
+    self->round_inst = calloc (self->round_cap, sizeof *self->round_inst);
+    self->round_pos = calloc (self->round_cap, sizeof *self->round_pos);
     if (!self->events || !self->db || !self->http || !self->pull ||
-        !self->jobs || !self->out)
+        !self->jobs || !self->out || !self->circuits || !self->round ||
+        !self->round_inst || !self->round_pos)
         goto failed;
     for (size_t i = 0; i < max_inflight; i++)
         self->jobs[i].next_free = i + 1 < max_inflight ? (int)i + 1 : -1;
@@ -1116,7 +1620,10 @@ s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
         rcd_db_prepare (self->db, "sender_retry", s_sql_retry) != 0 ||
         rcd_db_prepare (self->db, "sender_failed", s_sql_failed) != 0 ||
         rcd_db_prepare (self->db, "sender_unknown", s_sql_unknown) != 0 ||
-        rcd_db_prepare (self->db, "sender_release", s_sql_release) != 0)
+        rcd_db_prepare (self->db, "sender_release", s_sql_release) != 0 ||
+        rcd_db_prepare (self->db, "sender_blocked", s_sql_blocked) != 0 ||
+        rcd_db_prepare (self->db, "sender_optout", s_sql_optout) != 0 ||
+        rcd_db_prepare (self->db, "sender_circuits", s_sql_circuits) != 0)
         goto failed;
     zsock_set_rcvhwm (self->pull, (int)cfg->dispatch_hwm);
     zsock_set_rcvtimeo (self->pull, 0);
@@ -1173,7 +1680,8 @@ rcd_sender_server (zsock_t *pipe, void *args)
         (void)s_self_flush (self); /* last chance, $TERM came first */
     s_self_emit_counters (self);
     rcd_log_info (
-        "sender stopped", "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "sent",
+        "sender stopped", "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "blocked", (json_int_t)self->total_blocked, "sent",
         (json_int_t)self->total_sent, "retried", (json_int_t)self->total_retry,
         "failed", (json_int_t)self->total_failed, "unknown",
         (json_int_t)self->total_unknown, "released",

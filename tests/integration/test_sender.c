@@ -37,6 +37,10 @@ static char s_disabled[24];
 static char s_ghost[24];    /* evolution instance the gateway does not know */
 static char s_badtoken[24]; /* meta instance with a wrong token */
 static char s_refused[24];  /* nothing listens at its base_url */
+static char s_circ[24];     /* evolution, for circuit tests */
+static char s_circ_bad[24]; /* evolution, its apikey is wrong once asked */
+static char s_thr[24];      /* evolution, for throttle tests */
+static char s_thr_meta[24]; /* meta, for throttle tests */
 
 /*  Per test: the sockets we bind and the actor. */
 typedef struct {
@@ -46,7 +50,8 @@ typedef struct {
     char events_ep[64];
     rcd_sender_config_t cfg;
     zactor_t *actor;
-    zhashx_t *events; /* kind -> (uintptr_t) summed count */
+    zhashx_t *events;  /* kind -> (uintptr_t) summed count */
+    zhashx_t *details; /* kind -> last detail (string) */
 } fixture_t;
 
 /*  --------------------------------------------------------------------
@@ -216,6 +221,68 @@ s_configure (const char *json)
     assert_int_equal (rcd_gwsim_configure (s_sim, json), 0);
 }
 
+/*  An instances column (expression) as text. */
+static char *
+s_inst_col (const char *instance_id, const char *col)
+{
+    char sql[256];
+    snprintf (sql, sizeof sql,
+              "SELECT (%s)::text FROM instances WHERE id = $1::bigint", col);
+    return s_sql (sql, 1, instance_id);
+}
+
+static void
+s_assert_inst (const char *instance_id, const char *col, const char *expect)
+{
+    char *v = s_inst_col (instance_id, col);
+    if (expect == NULL) {
+        if (v)
+            fail_msg ("instance %s %s: expected NULL, got %s", instance_id, col,
+                      v);
+    }
+    else {
+        if (!v)
+            fail_msg ("instance %s %s: expected %s, got NULL", instance_id, col,
+                      expect);
+        if (strcmp (v, expect) != 0)
+            fail_msg ("instance %s %s: expected %s, got %s", instance_id, col,
+                      expect, v);
+    }
+    free (v);
+}
+
+/*  A closed circuit, no pause: how each circuit test starts. */
+static void
+s_instance_reset (const char *instance_id)
+{
+    free (s_sql ("UPDATE instances SET circuit_state = 'closed',"
+                 " circuit_failures = 0, circuit_until = NULL,"
+                 " circuit_reason = NULL, circuit_opened_at = NULL,"
+                 " paused_until = NULL WHERE id = $1::bigint",
+                 1, instance_id));
+}
+
+/*  Makes the test database refuse connections and drops the sender's
+    (on = false), or lets them in again (on = true). */
+static void
+s_database_reachable (bool on)
+{
+    const char *dbname = strstr (s_url, "dbname=") + 7;
+    char admin[512], sql[256];
+    snprintf (admin, sizeof admin, "%s dbname=postgres",
+              getenv ("RECADO_TEST_PG"));
+    snprintf (sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", dbname,
+              on ? "true" : "false");
+    free (rcd_test_sql (admin, sql, 0, NULL));
+    if (on)
+        return;
+    const char *params[] = {dbname};
+    free (rcd_test_sql (admin,
+                        "SELECT count(pg_terminate_backend(pid)) FROM"
+                        " pg_stat_activity WHERE datname = $1",
+                        1, params));
+}
+
 /*  Reads every event frame waiting on the SUB socket into the counts. */
 static void
 s_pump_events (fixture_t *fx)
@@ -236,6 +303,8 @@ s_pump_events (fixture_t *fx)
         if (kind) {
             uintptr_t sum = (uintptr_t)zhashx_lookup (fx->events, kind);
             zhashx_update (fx->events, kind, (void *)(sum + count));
+            if (msg.type == RCD_MSG_EVENT && msg.u.event.detail)
+                zhashx_update (fx->details, kind, msg.u.event.detail);
         }
         rcd_proto_msg_clear (&msg);
     }
@@ -246,6 +315,15 @@ s_event_count (fixture_t *fx, const char *kind)
 {
     s_pump_events (fx);
     return (uintptr_t)zhashx_lookup (fx->events, kind);
+}
+
+/*  The detail of the last event of a kind ("" when none came). */
+static const char *
+s_event_detail (fixture_t *fx, const char *kind)
+{
+    s_pump_events (fx);
+    const char *d = zhashx_lookup (fx->details, kind);
+    return d ? d : "";
 }
 
 typedef struct {
@@ -306,14 +384,22 @@ s_setup (void **state)
     assert_non_null (fx->sub);
     zsock_set_subscribe (fx->sub, "");
     zsock_set_sndtimeo (fx->push, 2000);
-    int port = zsock_bind (fx->push, "tcp://127.0.0.1:*");
+    /* A kernel-chosen port, not czmq's "*" (the lowest free one from
+       49152 up): on a shared box, a socket of another test program still
+       reconnecting to "its" old port there would take a share of our
+       dispatches or events. */
+    int port =
+        zsock_bind (fx->push, "tcp://127.0.0.1:%d", rcd_test_free_port ());
     assert_true (port > 0);
     snprintf (fx->dispatch_ep, sizeof fx->dispatch_ep, "tcp://127.0.0.1:%d",
               port);
-    port = zsock_bind (fx->sub, "tcp://127.0.0.1:*");
+    port = zsock_bind (fx->sub, "tcp://127.0.0.1:%d", rcd_test_free_port ());
     assert_true (port > 0);
     snprintf (fx->events_ep, sizeof fx->events_ep, "tcp://127.0.0.1:%d", port);
     fx->events = zhashx_new ();
+    fx->details = zhashx_new ();
+    zhashx_set_destructor (fx->details, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_duplicator (fx->details, (zhashx_duplicator_fn *)strdup);
     fx->cfg = (rcd_sender_config_t){
         .database_url = s_url,
         .dispatch_endpoint = fx->dispatch_ep,
@@ -329,6 +415,9 @@ s_setup (void **state)
         .lease_margin_ms = 1000,
         .instance_refresh_s = 10,
         .drain_timeout_ms = 20000,
+        .circuit_threshold = 5,
+        .circuit_cooldown_ms = 30000,
+        .throttle_pause_ms = 5000,
     };
     rcd_gwsim_reset (s_sim);
     s_configure ("{\"instances\": {\"evo1\": {\"apikey\": \"evo-key\"},"
@@ -346,6 +435,7 @@ s_teardown (void **state)
     zsock_destroy (&fx->push);
     zsock_destroy (&fx->sub);
     zhashx_destroy (&fx->events);
+    zhashx_destroy (&fx->details);
     free (fx);
     return 0;
 }
@@ -381,6 +471,13 @@ s_group_setup (void **state)
               rcd_test_free_port ());
     s_instance (s_refused, "nowhere", "evolution", refused, "evo-key", NULL,
                 NULL, "true");
+    s_instance (s_circ, "circ1", "evolution", sim, "evo-key", NULL, NULL,
+                "true");
+    s_instance (s_circ_bad, "circ2", "evolution", sim, "evo-key", NULL, NULL,
+                "true");
+    s_instance (s_thr, "thr1", "evolution", sim, "evo-key", NULL, NULL, "true");
+    s_instance (s_thr_meta, "thr-meta", "meta", sim, NULL, "meta-token", "1067",
+                "true");
     return 0;
 }
 
@@ -760,8 +857,8 @@ test_drain_finishes_inflight_and_hands_back_the_queue (void **state)
     assert_int_equal (rcd_gwsim_total (s_sim), 4);
 }
 
-/*  The database goes away after a request was answered: the outcome is
-    kept, not resent, and written once the database is back. */
+/*  The database goes away while a request is out: its outcome is kept,
+    not resent, and written once the database is back. */
 static void
 test_flush_is_retried_after_the_database_returns (void **state)
 {
@@ -769,34 +866,311 @@ test_flush_is_retried_after_the_database_returns (void **state)
     s_start (fx);
     long long warm = s_send (fx, s_evo, "+5511900000016", "warm up");
     s_wait_status (warm, "sent");
-    long long id = s_message (s_evo, "+5511900000016", "during outage", 1);
-
-    const char *dbname = strstr (s_url, "dbname=") + 7;
-    char admin[512];
-    snprintf (admin, sizeof admin, "%s dbname=postgres",
-              getenv ("RECADO_TEST_PG"));
-    char off[256], on[256];
-    snprintf (off, sizeof off, "ALTER DATABASE %s ALLOW_CONNECTIONS false",
-              dbname);
-    snprintf (on, sizeof on, "ALTER DATABASE %s ALLOW_CONNECTIONS true",
-              dbname);
-    free (rcd_test_sql (admin, off, 0, NULL));
-    const char *params[] = {dbname};
-    free (rcd_test_sql (admin,
-                        "SELECT count(pg_terminate_backend(pid)) FROM"
-                        " pg_stat_activity WHERE datname = $1",
-                        1, params));
-
-    s_dispatch (fx, id, 1, s_evo, "+5511900000016", "during outage", 0);
+    s_configure ("{\"latency_ms\": 1500}");
+    long long id = s_send (fx, s_evo, "+5511900000016", "during outage");
+    /* the request reached the gateway (past the opt-out check) */
+    s_held_t held = {s_sim, 1};
+    assert_true (rcd_test_wait_until (s_poll_held, &held, S_WAIT_MS));
+    s_database_reachable (false);
     s_wait_event (fx, "outcome.flush_failed", 2);
     assert_int_equal (
         rcd_gwsim_count (s_sim, "evo1", "5511900000016", "during outage"), 1);
 
-    free (rcd_test_sql (admin, on, 0, NULL));
+    s_database_reachable (true);
     s_wait_status (id, "sent");
     assert_int_equal (
         rcd_gwsim_count (s_sim, "evo1", "5511900000016", "during outage"), 1);
     assert_int_equal (rcd_gwsim_duplicates (s_sim), 0);
+}
+
+/*  --------------------------------------------------------------------
+    Circuits, throttles, opt-out re-check */
+
+/*  Sends one message through instance and waits for its status. */
+static long long
+s_send_wait (fixture_t *fx, const char *instance, const char *to,
+             const char *text, const char *status)
+{
+    long long id = s_send (fx, instance, to, text);
+    s_wait_status (id, status);
+    return id;
+}
+
+static void
+test_circuit_opens_after_consecutive_transient_failures (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.circuit_threshold = 3;
+    fx->cfg.circuit_cooldown_ms = 60000;
+    s_instance_reset (s_circ);
+    s_configure ("{\"down\": true}");
+    s_start (fx);
+    s_send_wait (fx, s_circ, "+5511900000101", "down 1", "pending");
+    s_assert_inst (s_circ, "circuit_failures", "1");
+    s_assert_inst (s_circ, "circuit_state", "closed");
+    s_send_wait (fx, s_circ, "+5511900000102", "down 2", "pending");
+    s_assert_inst (s_circ, "circuit_failures", "2");
+    s_assert_inst (s_circ, "circuit_state", "closed");
+    s_assert_inst (s_circ, "circuit_until", NULL);
+    s_send_wait (fx, s_circ, "+5511900000103", "down 3", "pending");
+    s_assert_inst (s_circ, "circuit_state", "open");
+    s_assert_inst (s_circ, "circuit_failures", "3");
+    s_assert_inst (s_circ, "circuit_reason", "http_503");
+    s_assert_inst (s_circ,
+                   "circuit_until BETWEEN now() + interval '50 seconds'"
+                   " AND now() + interval '60 seconds'",
+                   "true");
+    s_assert_inst (s_circ, "circuit_opened_at > now() - interval '10 seconds'",
+                   "true");
+    s_wait_event (fx, "instance.circuit_open", 1);
+    char detail[96];
+    snprintf (detail, sizeof detail, "instance=%s reason=http_503", s_circ);
+    assert_string_equal (s_event_detail (fx, "instance.circuit_open"), detail);
+
+    /* a straggler failing while open: counted, the cool-down stays */
+    char *until = s_inst_col (s_circ, "circuit_until");
+    assert_non_null (until);
+    s_send_wait (fx, s_circ, "+5511900000104", "down 4", "pending");
+    s_assert_inst (s_circ, "circuit_state", "open");
+    s_assert_inst (s_circ, "circuit_failures", "4");
+    s_assert_inst (s_circ, "circuit_until", until);
+    free (until);
+
+    /* the scheduler lets one probe go (half_open); the gateway is back:
+       its success closes the circuit */
+    free (s_sql ("UPDATE instances SET circuit_state = 'half_open',"
+                 " circuit_until = now() + interval '2 minutes'"
+                 " WHERE id = $1::bigint",
+                 1, s_circ));
+    s_configure ("{\"down\": false}");
+    s_send_wait (fx, s_circ, "+5511900000105", "probe", "sent");
+    s_assert_inst (s_circ, "circuit_state", "closed");
+    s_assert_inst (s_circ, "circuit_failures", "0");
+    s_assert_inst (s_circ, "circuit_until", NULL);
+    s_assert_inst (s_circ, "circuit_reason", NULL);
+    s_assert_inst (s_circ, "circuit_opened_at", NULL);
+    assert_int_equal (rcd_gwsim_errors (s_sim, "down"), 4);
+    assert_int_equal (s_event_count (fx, "instance.circuit_open"), 1);
+}
+
+static void
+test_circuit_half_open_failure_reopens_at_once (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.circuit_threshold = 5;
+    fx->cfg.circuit_cooldown_ms = 45000;
+    s_instance_reset (s_circ);
+    /* as the scheduler leaves it for its probe */
+    free (s_sql ("UPDATE instances SET circuit_state = 'half_open',"
+                 " circuit_failures = 5, circuit_reason = 'http_503',"
+                 " circuit_opened_at = now() - interval '1 minute',"
+                 " circuit_until = now() + interval '2 minutes'"
+                 " WHERE id = $1::bigint",
+                 1, s_circ));
+    s_configure ("{\"number_errors\": {\"5511900000111\": \"5xx\"}}");
+    s_start (fx);
+    s_send_wait (fx, s_circ, "+5511900000111", "probe fails", "pending");
+    s_assert_inst (s_circ, "circuit_state", "open");
+    s_assert_inst (s_circ, "circuit_failures", "6");
+    s_assert_inst (s_circ,
+                   "circuit_until BETWEEN now() + interval '35 seconds'"
+                   " AND now() + interval '45 seconds'",
+                   "true");
+    s_assert_inst (s_circ, "circuit_opened_at > now() - interval '10 seconds'",
+                   "true");
+    s_wait_event (fx, "instance.circuit_open", 1);
+}
+
+/*  Answers of one flush count in the order they came: failures before a
+    success are forgiven, failures after one are not. */
+static void
+test_circuit_counts_in_outcome_order_within_a_flush (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.circuit_threshold = 3;
+    fx->cfg.max_inflight = 1;     /* one answer after the other */
+    fx->cfg.batch_wait_ms = 1500; /* all in one flush */
+    s_instance_reset (s_circ);
+    s_configure ("{\"number_errors\": {\"5511900000121\": \"5xx\"}}");
+    s_start (fx);
+    const char *fail = "+5511900000121", *ok = "+5511900000122";
+    long long ids[4];
+    /* fail, fail, fail, success: closed at 0 */
+    for (int i = 0; i < 4; i++) {
+        char text[32];
+        snprintf (text, sizeof text, "order a%d", i);
+        ids[i] = s_send (fx, s_circ, i < 3 ? fail : ok, text);
+    }
+    s_wait_status (ids[3], "sent");
+    for (int i = 0; i < 3; i++)
+        s_wait_status (ids[i], "pending");
+    s_assert_inst (s_circ, "circuit_state", "closed");
+    s_assert_inst (s_circ, "circuit_failures", "0");
+    /* success, fail, fail, fail: open */
+    for (int i = 0; i < 4; i++) {
+        char text[32];
+        snprintf (text, sizeof text, "order b%d", i);
+        ids[i] = s_send (fx, s_circ, i == 0 ? ok : fail, text);
+    }
+    s_wait_status (ids[0], "sent");
+    for (int i = 1; i < 4; i++)
+        s_wait_status (ids[i], "pending");
+    s_assert_inst (s_circ, "circuit_state", "open");
+    s_assert_inst (s_circ, "circuit_failures", "3");
+    s_wait_event (fx, "instance.circuit_open", 1);
+}
+
+static void
+test_instance_failure_opens_the_circuit_at_once (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.circuit_threshold = 5;
+    s_instance_reset (s_circ_bad);
+    s_configure ("{\"instances\": {\"circ2\": {\"apikey\": \"right-key\"}}}");
+    s_start (fx);
+    long long id =
+        s_send_wait (fx, s_circ_bad, "+5511900000131", "wrong key", "failed");
+    s_assert_col (id, "last_error", "unauthorized");
+    s_assert_inst (s_circ_bad, "circuit_state", "open");
+    s_assert_inst (s_circ_bad, "circuit_reason", "unauthorized");
+    s_assert_inst (s_circ_bad, "circuit_failures", "0");
+    s_assert_inst (s_circ_bad,
+                   "circuit_until BETWEEN now() + interval '20 seconds'"
+                   " AND now() + interval '30 seconds'",
+                   "true");
+    s_wait_event (fx, "instance.circuit_open", 1);
+    char detail[96];
+    snprintf (detail, sizeof detail, "instance=%s reason=unauthorized",
+              s_circ_bad);
+    assert_string_equal (s_event_detail (fx, "instance.circuit_open"), detail);
+}
+
+static void
+test_throttle_pauses_the_instance (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.throttle_pause_ms = 9000;
+    s_instance_reset (s_thr);
+    s_instance_reset (s_thr_meta);
+    s_configure ("{\"retry_after_s\": 7, \"number_errors\": {"
+                 " \"5511900000141\": \"429\","
+                 " \"5511900000142\": \"meta_130429\"}}");
+    s_start (fx);
+    /* Evolution 429 with Retry-After: 7 */
+    long long id =
+        s_send_wait (fx, s_thr, "+5511900000141", "throttled", "pending");
+    s_assert_col (id, "last_error", "http_429");
+    s_assert_inst (s_thr,
+                   "paused_until BETWEEN now() + interval '5 seconds'"
+                   " AND now() + interval '7 seconds'",
+                   "true");
+    char *sql_param = s_idstr (id);
+    assert_int_equal (
+        s_sql_int ("SELECT count(*) FROM messages m JOIN instances i"
+                   " ON i.id = m.instance_id WHERE m.id = $1::bigint"
+                   " AND m.send_at >= i.paused_until",
+                   1, sql_param),
+        1);
+    /* a throttle is not a failure of the gateway */
+    s_assert_inst (s_thr, "circuit_failures", "0");
+    s_assert_inst (s_thr, "circuit_state", "closed");
+    s_wait_event (fx, "instance.throttled", 1);
+
+    /* a shorter advice later never shortens the pause */
+    char *paused = s_inst_col (s_thr, "paused_until");
+    assert_non_null (paused);
+    s_configure ("{\"retry_after_s\": 1}");
+    s_send_wait (fx, s_thr, "+5511900000141", "throttled again", "pending");
+    s_assert_inst (s_thr, "paused_until", paused);
+    free (paused);
+
+    /* Meta's throttle codes come without Retry-After: throttle_pause_ms */
+    id = s_send_wait (fx, s_thr_meta, "+5511900000142", "throttled", "pending");
+    s_assert_col (id, "last_error", "meta_130429");
+    s_assert_inst (s_thr_meta,
+                   "paused_until BETWEEN now() + interval '7 seconds'"
+                   " AND now() + interval '9 seconds'",
+                   "true");
+    assert_int_equal (
+        s_sql_int ("SELECT count(*) FROM messages m JOIN instances i"
+                   " ON i.id = m.instance_id WHERE m.id = $1::bigint"
+                   " AND m.send_at >= i.paused_until",
+                   1, s_idstr (id)),
+        1);
+}
+
+static void
+test_contact_opted_out_after_claim_is_blocked (void **state)
+{
+    fixture_t *fx = *state;
+    /* opted out after the claim: the rows are already 'sending' */
+    long long out = s_message (s_evo, "+5511900000151", "you said SAIR", 1);
+    long long other = s_message (s_evo, "+5511900000152", "not you", 1);
+    long long in = s_message (s_evo, "+5511900000153", "still in", 1);
+    free (s_sql ("INSERT INTO contacts (tenant_id, phone, opted_out,"
+                 " opted_out_at) VALUES ($1, '+5511900000151', true, now()),"
+                 " ($1, '+5511900000153', false, NULL)",
+                 1, s_tenant));
+    /* another tenant's contact with the same phone opted out: not ours */
+    char *t2 = s_sql ("INSERT INTO tenants (name, api_key_hash,"
+                      " webhook_token) VALUES ('other', '\\x02'::bytea,"
+                      " 'tok2') RETURNING id",
+                      0);
+    assert_non_null (t2);
+    free (s_sql ("INSERT INTO contacts (tenant_id, phone, opted_out)"
+                 " VALUES ($1, '+5511900000152', true)",
+                 1, t2));
+    free (t2);
+    s_start (fx);
+    s_dispatch (fx, out, 1, s_evo, "+5511900000151", "you said SAIR", 0);
+    s_dispatch (fx, other, 1, s_evo, "+5511900000152", "not you", 0);
+    s_dispatch (fx, in, 1, s_evo, "+5511900000153", "still in", 0);
+    s_wait_status (out, "blocked");
+    s_wait_status (other, "sent");
+    s_wait_status (in, "sent");
+    assert_int_equal (
+        rcd_gwsim_count (s_sim, "evo1", "5511900000151", "you said SAIR"), 0);
+    assert_int_equal (
+        rcd_gwsim_count (s_sim, "evo1", "5511900000152", "not you"), 1);
+    assert_int_equal (rcd_gwsim_total (s_sim), 2);
+    s_assert_col (out, "lease_until", NULL);
+    s_assert_col (out, "last_error", "contact_opted_out");
+    s_assert_col (out, "attempts", "1");
+    assert_int_equal (
+        s_sql_int ("SELECT count(*) FROM message_history WHERE message_id ="
+                   " $1::bigint AND status = 'blocked'"
+                   " AND detail = 'contact opted out before sending'",
+                   1, s_idstr (out)),
+        1);
+    assert_int_equal (s_sql_int ("SELECT count(*) FROM dead_letters WHERE"
+                                 " message_id = $1::bigint",
+                                 1, s_idstr (out)),
+                      0);
+    s_wait_event (fx, "message.blocked", 1);
+}
+
+/*  The re-check cannot be made (database unreachable): nothing is sent,
+    the message is retried later. */
+static void
+test_failed_optout_check_sends_nothing (void **state)
+{
+    fixture_t *fx = *state;
+    s_start (fx);
+    /* the instance is cached: only the opt-out check needs the database */
+    s_send_wait (fx, s_evo, "+5511900000161", "warm up", "sent");
+    long long id = s_message (s_evo, "+5511900000161", "unchecked", 1);
+    s_database_reachable (false);
+    s_dispatch (fx, id, 1, s_evo, "+5511900000161", "unchecked", 0);
+    s_wait_event (fx, "outcome.flush_failed", 1);
+    assert_int_equal (
+        rcd_gwsim_count (s_sim, "evo1", "5511900000161", "unchecked"), 0);
+    s_database_reachable (true);
+    s_wait_status (id, "pending");
+    s_assert_col (id, "last_error", "optout_check_failed");
+    s_assert_col (id, "lease_until", NULL);
+    assert_int_equal (
+        rcd_gwsim_count (s_sim, "evo1", "5511900000161", "unchecked"), 0);
+    assert_int_equal (rcd_gwsim_total (s_sim), 1);
 }
 
 /*  The binary: --help, a bad setting, and SIGTERM after real work. */
@@ -854,6 +1228,13 @@ main (void)
         T (test_malformed_frames_are_dropped_and_sending_goes_on),
         T (test_drain_finishes_inflight_and_hands_back_the_queue),
         T (test_flush_is_retried_after_the_database_returns),
+        T (test_circuit_opens_after_consecutive_transient_failures),
+        T (test_circuit_half_open_failure_reopens_at_once),
+        T (test_circuit_counts_in_outcome_order_within_a_flush),
+        T (test_instance_failure_opens_the_circuit_at_once),
+        T (test_throttle_pauses_the_instance),
+        T (test_contact_opted_out_after_claim_is_blocked),
+        T (test_failed_optout_check_sends_nothing),
         T (test_binary_exits_0_on_sigterm),
 #undef T
     };

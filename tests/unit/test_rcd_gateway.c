@@ -29,6 +29,7 @@ typedef struct {
     const char *wa_id;        /* expected, NULL: "" */
     int expect_retry_after_s; /* expected */
     bool throttled;           /* expected */
+    bool unrecognised;        /* expected: no rule names the answer */
 } s_case_t;
 
 #define EVO  RCD_GATEWAY_EVOLUTION
@@ -89,105 +90,117 @@ static const char s_meta_no_messages[] =
 static const s_case_t s_cases[] = {
     /* Evolution answers */
     {"evo 201 sent", EVO, 201, s_evo_sent_201, NONE, 0, RCD_GATEWAY_SUCCESS,
-     "sent", "3EB0C431C26A1916E07E", NULL, 0, false},
+     "sent", "3EB0C431C26A1916E07E", NULL, 0, false, false},
     {"evo 200 sent, string timestamp", EVO, 200, s_evo_sent_string_ts, NONE, 0,
-     RCD_GATEWAY_SUCCESS, "sent", "BAE5F4C3D2E1", NULL, 0, false},
+     RCD_GATEWAY_SUCCESS, "sent", "BAE5F4C3D2E1", NULL, 0, false, false},
     {"evo 201 without key.id", EVO, 201, "{\"status\":\"PENDING\"}", NONE, 0,
-     RCD_GATEWAY_UNKNOWN, "success_without_id", NULL, NULL, 0, false},
+     RCD_GATEWAY_UNKNOWN, "success_without_id", NULL, NULL, 0, false, true},
     {"evo 201 with an empty body", EVO, 201, "", NONE, 0, RCD_GATEWAY_UNKNOWN,
-     "success_without_id", NULL, NULL, 0, false},
+     "success_without_id", NULL, NULL, 0, false, true},
     {"evo 400 not on whatsapp", EVO, 400, s_evo_not_on_whatsapp, NONE, 0,
-     RCD_GATEWAY_PERMANENT, "not_on_whatsapp", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "not_on_whatsapp", NULL, NULL, 0, false, false},
     {"evo 400 schema error", EVO, 400, s_evo_schema, NONE, 0,
-     RCD_GATEWAY_PERMANENT, "bad_request", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "bad_request", NULL, NULL, 0, false, false},
     {"evo 400 send threw", EVO, 400, s_evo_threw, NONE, 0, RCD_GATEWAY_UNKNOWN,
-     "send_error", NULL, NULL, 0, false},
+     "send_error", NULL, NULL, 0, false, false},
     {"evo 400 exists:true is not a verdict", EVO, 400,
      "{\"response\":{\"message\":[{\"exists\":true}]}}", NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "http_400", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "http_400", NULL, NULL, 0, false, true},
     {"evo 400 html", EVO, 400, "<html>bad</html>", NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "http_400", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "http_400", NULL, NULL, 0, false, true},
     {"evo 401 unauthorized", EVO, 401, s_evo_unauthorized, NONE, 0,
-     RCD_GATEWAY_INSTANCE, "unauthorized", NULL, NULL, 0, false},
+     RCD_GATEWAY_INSTANCE, "unauthorized", NULL, NULL, 0, false, false},
     {"evo 403 forbidden", EVO, 403, "{}", NONE, 0, RCD_GATEWAY_INSTANCE,
-     "forbidden", NULL, NULL, 0, false},
+     "forbidden", NULL, NULL, 0, false, false},
     {"evo 404 unknown instance", EVO, 404, s_evo_not_found, NONE, 0,
-     RCD_GATEWAY_INSTANCE, "instance_not_found", NULL, NULL, 0, false},
+     RCD_GATEWAY_INSTANCE, "instance_not_found", NULL, NULL, 0, false, false},
     {"evo 413 too large", EVO, 413, "", NONE, 0, RCD_GATEWAY_PERMANENT,
-     "http_413", NULL, NULL, 0, false},
+     "http_413", NULL, NULL, 0, false, false},
     {"evo 429 with Retry-After", EVO, 429, s_evo_429, NONE, 7,
-     RCD_GATEWAY_TRANSIENT, "http_429", NULL, NULL, 7, true},
+     RCD_GATEWAY_TRANSIENT, "http_429", NULL, NULL, 7, true, false},
     {"evo 503", EVO, 503, s_evo_503, NONE, 0, RCD_GATEWAY_TRANSIENT, "http_503",
-     NULL, NULL, 0, false},
+     NULL, NULL, 0, false, false},
     {"evo 500 no body", EVO, 500, NULL, NONE, 0, RCD_GATEWAY_TRANSIENT,
-     "http_500", NULL, NULL, 0, false},
+     "http_500", NULL, NULL, 0, false, false},
     {"evo 302 redirect", EVO, 302, "", NONE, 0, RCD_GATEWAY_TRANSIENT,
-     "http_302", NULL, NULL, 0, false},
+     "http_302", NULL, NULL, 0, false, true},
 
     /* Meta answers: error.code decides, not the HTTP status */
     {"meta 200 sent, wa_id differs", META, 200, s_meta_sent, NONE, 0,
      RCD_GATEWAY_SUCCESS, "sent", "wamid.HBgMNTUzMTg3NjU0MzIxFQIAERgSQzQ5",
-     "553187654321", 0, false},
+     "553187654321", 0, false, false},
     {"meta 200 without messages", META, 200, s_meta_no_messages, NONE, 0,
-     RCD_GATEWAY_UNKNOWN, "success_without_id", NULL, NULL, 0, false},
+     RCD_GATEWAY_UNKNOWN, "success_without_id", NULL, NULL, 0, false, true},
     {"meta 130429 throughput", META, 400, META_ERR (130429), NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "meta_130429", NULL, NULL, 0, true},
+     RCD_GATEWAY_TRANSIENT, "meta_130429", NULL, NULL, 0, true, false},
     {"meta 131048 spam limit waits a minute", META, 400, META_ERR (131048),
-     NONE, 0, RCD_GATEWAY_TRANSIENT, "meta_131048", NULL, NULL, 60, true},
+     NONE, 0, RCD_GATEWAY_TRANSIENT, "meta_131048", NULL, NULL, 60, true,
+     false},
     {"meta 131048 keeps a longer Retry-After", META, 400, META_ERR (131048),
-     NONE, 120, RCD_GATEWAY_TRANSIENT, "meta_131048", NULL, NULL, 120, true},
+     NONE, 120, RCD_GATEWAY_TRANSIENT, "meta_131048", NULL, NULL, 120, true,
+     false},
     {"meta 131056 pair rate", META, 400, META_ERR (131056), NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "meta_131056", NULL, NULL, 6, false},
+     RCD_GATEWAY_TRANSIENT, "meta_131056", NULL, NULL, 6, false, false},
     {"meta 4 app limit, 429 with Retry-After", META, 429, META_ERR (4), NONE,
-     10, RCD_GATEWAY_TRANSIENT, "meta_4", NULL, NULL, 10, true},
+     10, RCD_GATEWAY_TRANSIENT, "meta_4", NULL, NULL, 10, true, false},
     {"meta 80007 waba limit", META, 400, META_ERR (80007), NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "meta_80007", NULL, NULL, 0, true},
+     RCD_GATEWAY_TRANSIENT, "meta_80007", NULL, NULL, 0, true, false},
     {"meta 131026 undeliverable", META, 400, META_ERR (131026), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_131026", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_131026", NULL, NULL, 0, false, false},
     {"meta 131047 outside window", META, 400, META_ERR (131047), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_131047", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_131047", NULL, NULL, 0, false, false},
     {"meta 100 invalid parameter", META, 400, META_ERR (100), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_100", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_100", NULL, NULL, 0, false, false},
     {"meta 100/33 unknown phone_number_id", META, 400, META_ERR_SUB (100, 33),
-     NONE, 0, RCD_GATEWAY_INSTANCE, "meta_100_33", NULL, NULL, 0, false},
+     NONE, 0, RCD_GATEWAY_INSTANCE, "meta_100_33", NULL, NULL, 0, false, false},
     {"meta 132000 template params", META, 400, META_ERR (132000), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_132000", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_132000", NULL, NULL, 0, false, false},
     {"meta 132001 template missing", META, 404, META_ERR (132001), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_132001", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_132001", NULL, NULL, 0, false, false},
     {"meta 190 token expired", META, 401, META_ERR_SUB (190, 463), NONE, 0,
-     RCD_GATEWAY_INSTANCE, "meta_190_463", NULL, NULL, 0, false},
+     RCD_GATEWAY_INSTANCE, "meta_190_463", NULL, NULL, 0, false, false},
     {"meta 368 policy block", META, 403, META_ERR (368), NONE, 0,
-     RCD_GATEWAY_INSTANCE, "meta_368", NULL, NULL, 0, false},
+     RCD_GATEWAY_INSTANCE, "meta_368", NULL, NULL, 0, false, false},
     {"meta 131031 account locked", META, 400, META_ERR (131031), NONE, 0,
-     RCD_GATEWAY_INSTANCE, "meta_131031", NULL, NULL, 0, false},
+     RCD_GATEWAY_INSTANCE, "meta_131031", NULL, NULL, 0, false, false},
     {"meta 131000 something went wrong", META, 500, META_ERR (131000), NONE, 0,
-     RCD_GATEWAY_UNKNOWN, "meta_131000", NULL, NULL, 0, false},
+     RCD_GATEWAY_UNKNOWN, "meta_131000", NULL, NULL, 0, false, false},
     {"meta 2 temporarily unavailable", META, 503, META_ERR (2), NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "meta_2", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "meta_2", NULL, NULL, 0, false, false},
     {"meta error code wins over a 200", META, 200, META_ERR (131026), NONE, 0,
-     RCD_GATEWAY_PERMANENT, "meta_131026", NULL, NULL, 0, false},
+     RCD_GATEWAY_PERMANENT, "meta_131026", NULL, NULL, 0, false, false},
     {"meta unlisted code", META, 400, META_ERR (131009), NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "meta_131009", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "meta_131009", NULL, NULL, 0, false, true},
     {"meta 502 html", META, 502, "<html>Bad Gateway</html>", NONE, 0,
-     RCD_GATEWAY_TRANSIENT, "http_502", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "http_502", NULL, NULL, 0, false, false},
     {"meta 429 without body", META, 429, "", NONE, 3, RCD_GATEWAY_TRANSIENT,
-     "http_429", NULL, NULL, 3, true},
+     "http_429", NULL, NULL, 3, true, false},
+    {"meta 1 unknown api error", META, 500, META_ERR (1), NONE, 0,
+     RCD_GATEWAY_TRANSIENT, "meta_1", NULL, NULL, 0, false, false},
+    {"meta 131016 overloaded", META, 503, META_ERR (131016), NONE, 0,
+     RCD_GATEWAY_TRANSIENT, "meta_131016", NULL, NULL, 0, false, false},
+    {"meta 133004 server unavailable", META, 503, META_ERR (133004), NONE, 0,
+     RCD_GATEWAY_TRANSIENT, "meta_133004", NULL, NULL, 0, false, false},
+    {"meta 418 without error object", META, 418, "{\"teapot\":true}", NONE, 0,
+     RCD_GATEWAY_TRANSIENT, "http_418", NULL, NULL, 0, false, true},
+    {"evo 418", EVO, 418, "{}", NONE, 0, RCD_GATEWAY_TRANSIENT, "http_418",
+     NULL, NULL, 0, false, true},
 
     /* No answer: what matters is whether the request went out */
     {"connect refused", EVO, 0, NULL, RCD_HTTP_ERR_CONNECT, 0,
-     RCD_GATEWAY_TRANSIENT, "connect_failed", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "connect_failed", NULL, NULL, 0, false, false},
     {"timeout before send", META, 0, NULL, RCD_HTTP_ERR_TIMEOUT_BEFORE_SEND, 0,
-     RCD_GATEWAY_TRANSIENT, "timeout_before_send", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "timeout_before_send", NULL, NULL, 0, false, false},
     {"timeout after send", EVO, 0, NULL, RCD_HTTP_ERR_TIMEOUT_AFTER_SEND, 0,
-     RCD_GATEWAY_UNKNOWN, "timeout_after_send", NULL, NULL, 0, false},
+     RCD_GATEWAY_UNKNOWN, "timeout_after_send", NULL, NULL, 0, false, false},
     {"meta timeout after send", META, 0, NULL, RCD_HTTP_ERR_TIMEOUT_AFTER_SEND,
-     0, RCD_GATEWAY_UNKNOWN, "timeout_after_send", NULL, NULL, 0, false},
+     0, RCD_GATEWAY_UNKNOWN, "timeout_after_send", NULL, NULL, 0, false, false},
     {"reset before send", EVO, 0, NULL, RCD_HTTP_ERR_RESET_BEFORE_SEND, 0,
-     RCD_GATEWAY_TRANSIENT, "reset_before_send", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "reset_before_send", NULL, NULL, 0, false, false},
     {"reset after send", META, 0, NULL, RCD_HTTP_ERR_RESET_AFTER_SEND, 0,
-     RCD_GATEWAY_UNKNOWN, "reset_after_send", NULL, NULL, 0, false},
+     RCD_GATEWAY_UNKNOWN, "reset_after_send", NULL, NULL, 0, false, false},
     {"other transport error", EVO, 0, NULL, RCD_HTTP_ERR_OTHER, 0,
-     RCD_GATEWAY_TRANSIENT, "transport_error", NULL, NULL, 0, false},
+     RCD_GATEWAY_TRANSIENT, "transport_error", NULL, NULL, 0, false, false},
 };
 
 static void
@@ -205,12 +218,13 @@ test_classify_table (void **state)
                     c->message_id ? c->message_id : "") != 0 ||
             strcmp (out.wa_id, c->wa_id ? c->wa_id : "") != 0 ||
             out.retry_after_s != c->expect_retry_after_s ||
-            out.throttled != c->throttled)
+            out.throttled != c->throttled ||
+            out.unrecognised != c->unrecognised)
             fail_msg ("case \"%s\": got kind %s reason %s id '%s' wa_id '%s' "
-                      "retry %d throttled %d",
+                      "retry %d throttled %d unrecognised %d",
                       c->name, rcd_gateway_kind_name (out.kind), out.reason,
                       out.provider_message_id, out.wa_id, out.retry_after_s,
-                      out.throttled);
+                      out.throttled, out.unrecognised);
     }
 }
 
@@ -480,6 +494,33 @@ test_excerpt_is_valid_utf8 (void **state)
     assert_null (rcd_gateway_excerpt (NULL, 0, 10));
 }
 
+/*  Bodies logged for unrecognised answers: every digit run that may be a
+    phone is masked, the rest is kept. */
+static void
+test_log_excerpt_masks_phones (void **state)
+{
+    (void)state;
+    static const char body[] =
+        "{\"to\":\"+5511912345678\",\"jid\":\"5531987654321@s.whatsapp.net\","
+        "\"code\":131009,\"short\":\"12345678\",\"trace\":\"AbC\","
+        "\"long\":\"123456789012345678901234567890123456\"}";
+    char *out = rcd_gateway_log_excerpt (body, strlen (body), 4096);
+    assert_non_null (out);
+    assert_string_equal (
+        out,
+        "{\"to\":\"+5511*****5678\",\"jid\":\"5531*****4321@s.whatsapp.net\","
+        "\"code\":131009,\"short\":\"****\",\"trace\":\"AbC\","
+        "\"long\":\"************************************\"}");
+    assert_null (strstr (out, "912345"));
+    free (out);
+    /* the limit applies before masking; a number cut by it is masked */
+    out = rcd_gateway_log_excerpt (body, strlen (body), 16);
+    assert_non_null (out);
+    assert_string_equal (out, "{\"to\":\"+****");
+    free (out);
+    assert_null (rcd_gateway_log_excerpt (NULL, 0, 10));
+}
+
 static void
 test_provider_names (void **state)
 {
@@ -509,6 +550,7 @@ main (void)
         cmocka_unit_test (test_build_long_text),
         cmocka_unit_test (test_build_rejects_bad_input),
         cmocka_unit_test (test_excerpt_is_valid_utf8),
+        cmocka_unit_test (test_log_excerpt_masks_phones),
         cmocka_unit_test (test_provider_names),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
