@@ -1,6 +1,6 @@
-/*  test_e2e - the whole pipeline as separate processes: the five services
-    and the gateway simulator, real PostgreSQL, ZeroMQ over tcp on
-    loopback, HTTP on loopback. 1000 messages go in through the API; each
+/*  test_e2e - the whole pipeline as separate processes (rcd_test_pipeline:
+    the five services, two senders, the gateway simulator in process),
+    real PostgreSQL, ZeroMQ over tcp on loopback, HTTP on loopback. 1000 messages go in through the API; each
     must reach the simulator exactly once and end 'sent'. */
 #include <jansson.h>
 #include <setjmp.h>
@@ -15,110 +15,26 @@
 #include <cmocka.h>
 
 #include "rcd_test.h"
+#include "rcd_test_pipeline.h"
 
 #define N_SINGLE 200
 #define N_BATCH  800
 #define N_TOTAL  (N_SINGLE + N_BATCH)
 
-enum {
-    P_SIM,
-    P_MONITOR,
-    P_SCHEDULER,
-    P_SENDER1,
-    P_SENDER2,
-    P_RECOVERY,
-    P_INGESTOR,
-    P_COUNT
-};
-
-static const char *s_programs[P_COUNT] = {
-    "recado-gwsim",  "recado-monitor",  "recado-scheduler", "recado-sender",
-    "recado-sender", "recado-recovery", "recado-ingestor"};
-
-typedef struct {
-    char *url;
-    pid_t pids[P_COUNT];
-    int sim_port, api_port, monitor_port;
-    char api[64], monitor[64], sim[64];
-    char env[12][600];
-    const char *envp[13];
-    char log_path[256];
-} fixture_t;
-
-static void
-s_set_env (fixture_t *f, int i, const char *key, const char *value)
-{
-    snprintf (f->env[i], sizeof f->env[i], "%s=%s", key, value);
-    f->envp[i] = f->env[i];
-}
-
 static int
 setup (void **state)
 {
-    fixture_t *f = calloc (1, sizeof *f);
-    assert_non_null (f);
-    f->url = rcd_test_db_create ("e2e");
-    f->sim_port = rcd_test_free_port ();
-    f->api_port = rcd_test_free_port ();
-    f->monitor_port = rcd_test_free_port ();
-    snprintf (f->api, sizeof f->api, "http://127.0.0.1:%d", f->api_port);
-    snprintf (f->monitor, sizeof f->monitor, "http://127.0.0.1:%d",
-              f->monitor_port);
-    snprintf (f->sim, sizeof f->sim, "http://127.0.0.1:%d", f->sim_port);
-    char buf[128];
-    int e = 0;
-    s_set_env (f, e++, "DATABASE_URL", f->url);
-    s_set_env (f, e++, "RECADO_ADMIN_KEY", "e2e-admin-key");
-    snprintf (buf, sizeof buf, "%d", f->api_port);
-    s_set_env (f, e++, "RECADO_HTTP_PORT", buf);
-    snprintf (buf, sizeof buf, "%d", f->monitor_port);
-    s_set_env (f, e++, "RECADO_MONITOR_PORT", buf);
-    int events = rcd_test_free_port (), alerts = rcd_test_free_port ();
-    int nudge = rcd_test_free_port (), dispatch = rcd_test_free_port ();
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", events);
-    s_set_env (f, e++, "RECADO_EVENTS_BIND", buf);
-    s_set_env (f, e++, "RECADO_EVENTS_ENDPOINT", buf);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", alerts);
-    s_set_env (f, e++, "RECADO_ALERTS_ENDPOINT", buf);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", nudge);
-    s_set_env (f, e++, "RECADO_NUDGE_BIND", buf);
-    s_set_env (f, e++, "RECADO_NUDGE_ENDPOINT", buf);
-    snprintf (buf, sizeof buf, "tcp://127.0.0.1:%d", dispatch);
-    s_set_env (f, e++, "RECADO_DISPATCH_BIND", buf);
-    s_set_env (f, e++, "RECADO_DISPATCH_ENDPOINT", buf);
-    f->envp[e] = NULL;
-    snprintf (f->log_path, sizeof f->log_path, "e2e-%d.log", (int)getpid ());
-    remove (f->log_path);
-
-    for (int p = 0; p < P_COUNT; p++) {
-        char *bin = rcd_test_bin (s_programs[p]);
-        char port[16];
-        snprintf (port, sizeof port, "%d", f->sim_port);
-        const char *argv_sim[] = {bin, "--port", port, NULL};
-        const char *argv_svc[] = {bin, NULL};
-        f->pids[p] = rcd_test_spawn (p == P_SIM ? argv_sim : argv_svc, f->envp,
-                                     f->log_path);
-        free (bin);
-        assert_true (f->pids[p] > 0);
-    }
-    char ready[128];
-    snprintf (ready, sizeof ready, "%s/readyz", f->api);
-    assert_true (rcd_test_wait_http_ok (ready, 30000));
-    snprintf (ready, sizeof ready, "%s/_sim/counts", f->sim);
-    assert_true (rcd_test_wait_http_ok (ready, 30000));
-    *state = f;
+    rcd_test_pipeline_opts_t opts = {
+        .name = "e2e", .schedulers = 1, .senders = 2, .monitor = true};
+    *state = rcd_test_pipeline_new (&opts);
     return 0;
 }
 
 static int
 teardown (void **state)
 {
-    fixture_t *f = *state;
-    for (int p = P_COUNT - 1; p >= 0; p--)
-        if (f->pids[p] > 0)
-            rcd_test_stop (f->pids[p], SIGKILL, 5000);
-    rcd_test_db_drop (&f->url);
-    free (f);
+    rcd_test_pipeline_t *p = *state;
+    rcd_test_pipeline_destroy (&p);
     return 0;
 }
 
@@ -181,13 +97,19 @@ s_metrics_show (void *arg)
 static void
 test_thousand_messages_reach_the_gateway_exactly_once (void **state)
 {
-    fixture_t *f = *state;
-    char url[256];
+    rcd_test_pipeline_t *p = *state;
+    const char *db = rcd_test_pipeline_db (p);
+    char api[64], monitor[64], url[256];
+    snprintf (api, sizeof api, "http://127.0.0.1:%d",
+              rcd_test_pipeline_api_port (p));
+    snprintf (monitor, sizeof monitor, "http://127.0.0.1:%d",
+              rcd_test_pipeline_monitor_port (p));
+    const char *sim = rcd_gwsim_url (rcd_test_pipeline_sim (p));
 
     /* the admin creates a tenant, the tenant registers an instance */
-    snprintf (url, sizeof url, "%s/v1/tenants", f->api);
+    snprintf (url, sizeof url, "%s/v1/tenants", api);
     json_t *tenant =
-        s_post (url, "e2e-admin-key", "{\"name\":\"e2e tenant\"}", 201);
+        s_post (url, RCD_TP_ADMIN_KEY, "{\"name\":\"e2e tenant\"}", 201);
     char *key =
         strdup (json_string_value (json_object_get (tenant, "api_key")));
     json_decref (tenant);
@@ -195,13 +117,13 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     snprintf (body, sizeof body,
               "{\"name\":\"sim\",\"provider\":\"evolution\",\"base_url\":"
               "\"%s\",\"api_key\":\"sim-key\",\"rate_per_second\":1000}",
-              f->sim);
-    snprintf (url, sizeof url, "%s/v1/instances", f->api);
+              sim);
+    snprintf (url, sizeof url, "%s/v1/instances", api);
     json_decref (s_post (url, key, body, 201));
 
     /* 200 single messages, then one batch of 800 */
     long long first_id = 0;
-    snprintf (url, sizeof url, "%s/v1/messages", f->api);
+    snprintf (url, sizeof url, "%s/v1/messages", api);
     for (int i = 0; i < N_SINGLE; i++) {
         snprintf (body, sizeof body,
                   "{\"to\":\"+55 11 9%04d-%04d\",\"text\":\"e2e message %d\"}",
@@ -224,7 +146,7 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     json_t *batch = json_pack ("{s:o}", "items", items);
     char *batch_body = json_dumps (batch, JSON_COMPACT);
     json_decref (batch);
-    snprintf (url, sizeof url, "%s/v1/messages/batch", f->api);
+    snprintf (url, sizeof url, "%s/v1/messages/batch", api);
     json_t *answer = s_post (url, key, batch_body, 207);
     free (batch_body);
     json_t *results = json_object_get (answer, "items");
@@ -234,20 +156,20 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     json_decref (answer);
 
     /* every row ends sent */
-    sent_wait_t w = {f->url, N_TOTAL};
+    sent_wait_t w = {db, N_TOTAL};
     assert_true (rcd_test_wait_until (s_all_sent, &w, 120000));
     assert_int_equal (
-        rcd_test_sql_int (f->url, "SELECT count(*) FROM messages", 0, NULL),
+        rcd_test_sql_int (db, "SELECT count(*) FROM messages", 0, NULL),
         N_TOTAL);
     assert_int_equal (
-        rcd_test_sql_int (f->url,
+        rcd_test_sql_int (db,
                           "SELECT count(*) FROM messages WHERE status = "
                           "'sent' AND provider_message_id IS NOT NULL",
                           0, NULL),
         N_TOTAL);
 
     /* the simulator saw each exactly once */
-    snprintf (url, sizeof url, "%s/_sim/counts", f->sim);
+    snprintf (url, sizeof url, "%s/_sim/counts", sim);
     json_t *counts = s_get (url, NULL);
     assert_int_equal (json_integer_value (json_object_get (counts, "total")),
                       N_TOTAL);
@@ -258,7 +180,7 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     json_decref (counts);
 
     /* the API shows the outcome with its history */
-    snprintf (url, sizeof url, "%s/v1/messages/%lld", f->api, first_id);
+    snprintf (url, sizeof url, "%s/v1/messages/%lld", api, first_id);
     json_t *msg = s_get (url, key);
     assert_string_equal (json_string_value (json_object_get (msg, "status")),
                          "sent");
@@ -271,7 +193,7 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     free (key);
 
     /* the monitor counted them and sees every service */
-    snprintf (url, sizeof url, "%s/metrics", f->monitor);
+    snprintf (url, sizeof url, "%s/metrics", monitor);
     metric_wait_t mw = {url, "recado_messages_total{status=\"sent\"} 1000"};
     assert_true (rcd_test_wait_until (s_metrics_show, &mw, 15000));
     const char *services[] = {"ingestor", "scheduler", "sender", "recovery"};
@@ -282,7 +204,7 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
         mw.needle = needle;
         assert_true (rcd_test_wait_until (s_metrics_show, &mw, 15000));
     }
-    snprintf (url, sizeof url, "%s/health", f->monitor);
+    snprintf (url, sizeof url, "%s/health", monitor);
     json_t *health = s_get (url, NULL);
     json_t *components = json_object_get (health, "components");
     for (int i = 0; i < 4; i++) {
@@ -293,14 +215,8 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     json_decref (health);
 
     /* SIGTERM stops every process cleanly */
-    for (int p = P_INGESTOR; p >= 0; p--) {
-        int code = rcd_test_stop (f->pids[p], SIGTERM, 30000);
-        if (code != 0)
-            fail_msg ("%s exited %d on SIGTERM (log: %s)", s_programs[p], code,
-                      f->log_path);
-        f->pids[p] = 0;
-    }
-    remove (f->log_path);
+    rcd_test_pipeline_stop_all (p);
+    rcd_test_pipeline_passed (p);
 }
 
 int

@@ -72,6 +72,7 @@ typedef enum {
     FATE_5XX,
     FATE_429,
     FATE_META_130429,
+    FATE_META_131048,
     FATE_NOT_ON_WHATSAPP,
     FATE_UNKNOWN_400,
     FATE_HANG,
@@ -90,15 +91,22 @@ typedef enum {
 #define S_KIND_COUNT (FATE_RESET + 1)
 
 //  Names used in the control API and rcd_gwsim_errors, indexed by fate.
-static const char *s_fate_names[FATE_COUNT] = {
-    "5xx",          "429",
-    "meta_130429",  "not_on_whatsapp",
-    "unknown_400",  "hang",
-    "reset",        "rate_cap",
-    "down",         "instance_closed",
-    "unauthorized", "bad_request",
-    "not_found",    "too_large",
-    "sent"};
+static const char *s_fate_names[FATE_COUNT] = {"5xx",
+                                               "429",
+                                               "meta_130429",
+                                               "meta_131048",
+                                               "not_on_whatsapp",
+                                               "unknown_400",
+                                               "hang",
+                                               "reset",
+                                               "rate_cap",
+                                               "down",
+                                               "instance_closed",
+                                               "unauthorized",
+                                               "bad_request",
+                                               "not_found",
+                                               "too_large",
+                                               "sent"};
 
 //  Which endpoint a request addresses.
 typedef enum {
@@ -1151,6 +1159,7 @@ s_new_evolution_failure (s_fate_t fate, const char *number,
     switch (fate) {
         case FATE_429:
         case FATE_META_130429:
+        case FATE_META_131048:
         case FATE_RATE_CAP:
             *status = 429;
             return s_add_retry_after (
@@ -1195,6 +1204,13 @@ s_new_meta_failure (rcd_gwsim_t *self, s_fate_t fate, const s_snapshot_t *snap,
                 self, 130429, 0,
                 "(#130429) Rate limit hit: Cloud API message throughput "
                 "has been reached.");
+        case FATE_META_131048:
+            *status = 400;
+            return s_new_meta_error (
+                self, 131048, 0,
+                "(#131048) Spam rate limit hit: Message failed to send "
+                "because there are restrictions on how many messages can "
+                "be sent from this phone number.");
         case FATE_RATE_CAP:
             *status = 400;
             return s_new_meta_error (

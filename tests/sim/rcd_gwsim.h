@@ -87,9 +87,9 @@ rcd_gwsim_count (rcd_gwsim_t *self, const char *instance, const char *number,
                  const char *text);
 
 //  How many sends were answered with one error kind ("5xx", "429",
-//  "meta_130429", "not_on_whatsapp", "unknown_400", "hang", "reset",
-//  "rate_cap", "down", "instance_closed", "unauthorized", "bad_request",
-//  "not_found", "too_large"). Unknown kinds count 0.
+//  "meta_130429", "meta_131048", "not_on_whatsapp", "unknown_400", "hang",
+//  "reset", "rate_cap", "down", "instance_closed", "unauthorized",
+//  "bad_request", "not_found", "too_large"). Unknown kinds count 0.
 size_t
 rcd_gwsim_errors (rcd_gwsim_t *self, const char *kind);
 

@@ -658,6 +658,120 @@ test_hang_closes_the_connection_after_hang_ms (void **state)
     assert_int_equal (rcd_gwsim_held (sim), 0);
 }
 
+//  Meta's spam rate limit (131048) is a throttle: Meta answers 400 with
+//  the code, Evolution (which has no such code) a plain 429 with
+//  Retry-After, both for number_errors and for error_rates.
+static void
+test_meta_131048_is_a_throttle_on_both_gateways (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"retry_after_s\": 3, \"number_errors\": "
+                      "{\"5511000000007\": \"meta_131048\"}}");
+    s_reply_t reply = s_send_meta (sim, "5511000000007", "spam");
+    assert_int_equal (reply.status, 400);
+    json_t *doc = s_parse (&reply);
+    assert_int_equal (s_int_at (doc, "error", "code"), 131048);
+    assert_non_null (strstr (json_string_value (json_object_get (
+                                 json_object_get (doc, "error"), "message")),
+                             "131048"));
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    reply = s_send_evolution (sim, "5511000000007", "spam");
+    assert_int_equal (reply.status, 429);
+    assert_string_equal (reply.retry_after, "3");
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_errors (sim, "meta_131048"), 2);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+
+    //  drawn from error_rates: every send of a rate-1 kind gets it
+    s_configure (sim, "{\"number_errors\": {\"5511000000007\": null},"
+                      "\"error_rates\": {\"meta_131048\": 1}}");
+    for (int i = 0; i < 3; i++) {
+        reply = s_send_meta (sim, "5511000000008", "drawn");
+        assert_int_equal (reply.status, 400);
+        doc = s_parse (&reply);
+        assert_int_equal (s_int_at (doc, "error", "code"), 131048);
+        json_decref (doc);
+        s_reply_free (&reply);
+    }
+    assert_int_equal (rcd_gwsim_errors (sim, "meta_131048"), 5);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+
+    //  the control API names it and reads it back
+    reply = s_get (sim, "/_sim/config", NULL);
+    doc = s_parse (&reply);
+    assert_true (json_is_real (
+        json_object_get (json_object_get (doc, "error_rates"), "meta_131048")));
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
+//  "Gateway down for a while, then back": down answers every send with
+//  503 on both gateways and counts nothing; switching it off (without a
+//  reset) serves the same messages again, each counted once.
+static void
+test_down_then_back_serves_again (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"down\": true}");
+    for (int i = 0; i < 3; i++) {
+        s_reply_t reply = s_send_evolution (sim, "5511900000020", "retry me");
+        assert_int_equal (reply.status, 503);
+        s_reply_free (&reply);
+        reply = s_send_meta (sim, "5511900000020", "retry me");
+        assert_int_equal (reply.status, 503);
+        json_t *doc = s_parse (&reply);
+        assert_int_equal (s_int_at (doc, "error", "code"), 2);
+        json_decref (doc);
+        s_reply_free (&reply);
+    }
+    assert_int_equal (rcd_gwsim_errors (sim, "down"), 6);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+
+    s_configure (sim, "{\"down\": false}");
+    s_reply_t reply = s_send_evolution (sim, "5511900000020", "retry me");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+    reply = s_send_meta (sim, "5511900000020", "retry me");
+    assert_int_equal (reply.status, 200);
+    s_reply_free (&reply);
+    assert_int_equal (
+        rcd_gwsim_count (sim, "inst", "5511900000020", "retry me"), 1);
+    assert_int_equal (
+        rcd_gwsim_count (sim, "1099", "5511900000020", "retry me"), 1);
+    assert_int_equal (rcd_gwsim_total (sim), 2);
+    assert_int_equal (rcd_gwsim_duplicates (sim), 0);
+    //  the earlier refusals stay counted as such
+    assert_int_equal (rcd_gwsim_errors (sim, "down"), 6);
+}
+
+//  A hang with a hang_ms above the client's timeout is a client timeout
+//  (what a sender sees as "no answer"), and the connection is let go
+//  after hang_ms.
+static void
+test_short_hang_is_a_client_timeout (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"hang_ms\": 1500, \"number_errors\": "
+                      "{\"5511900000021\": \"hang\"}}");
+    s_async_t hung;
+    s_start_async (&hung, sim, "5511900000021", "hung", 0, 300);
+    pthread_join (hung.thread, NULL);
+    assert_int_equal (hung.reply.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_int_equal (hung.reply.status, 0);
+    assert_true (hung.reply.elapsed_ms >= 250);
+    assert_true (hung.reply.elapsed_ms < 1500);
+    s_reply_free (&hung.reply);
+    assert_int_equal (rcd_gwsim_errors (sim, "hang"), 1);
+    assert_int_equal (rcd_gwsim_total (sim), 0);
+    //  released by the simulator once hang_ms has passed
+    int64_t deadline = s_now_ms () + 5000;
+    while (rcd_gwsim_held (sim) > 0 && s_now_ms () < deadline)
+        s_pause_poll ();
+    assert_int_equal (rcd_gwsim_held (sim), 0);
+}
+
 static void
 test_connection_state_follows_the_instance_config (void **state)
 {
@@ -1035,6 +1149,13 @@ main (void)
             s_teardown),
         cmocka_unit_test_setup_teardown (
             test_hang_closes_the_connection_after_hang_ms, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_meta_131048_is_a_throttle_on_both_gateways, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (test_down_then_back_serves_again,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_short_hang_is_a_client_timeout,
+                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (
             test_connection_state_follows_the_instance_config, s_setup,
             s_teardown),
