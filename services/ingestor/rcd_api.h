@@ -87,6 +87,10 @@ void
 rcd_api_instance_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_instance_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
+/*  PATCH /v1/instances/{id} (req->id): enabled, limits, base_url,
+    rotated credentials; answers the instance as GET lists it. */
+void
+rcd_api_instance_patch (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
 /*  Handlers: messages (rcd_api_messages.c). */
 void

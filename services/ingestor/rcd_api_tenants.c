@@ -106,6 +106,38 @@ rcd_api_tenants_prepare (rcd_db_t *db)
         "        COALESCE($10::text, 'v21.0'), $11::double precision,"
         "        $12::int, $13::int, COALESCE($14::boolean, true))"
         "RETURNING " S_INSTANCE_JSON "::text");
+    /* One statement: every field changes or none does. A NULL parameter
+       keeps the column; the caps are nullable, so flags $6/$8 say whether
+       they were sent. Credentials of the other provider match no row in
+       "changed" while "target" still finds the instance, which tells a
+       refused field (provider answered, no document) from another
+       tenant's or a missing id (no row; the session's row-level security
+       hides other tenants' rows too). Circuit, health and usage are not
+       touched: re-enabling keeps the circuit as the senders left it. */
+    rc |= rcd_db_prepare (db, "instance_patch",
+        "WITH target AS ("
+        "  SELECT provider FROM instances"
+        "   WHERE id = $1::bigint AND tenant_id = $2::bigint),"
+        " changed AS ("
+        "  UPDATE instances SET"
+        "    enabled = COALESCE($3::boolean, enabled),"
+        "    rate_per_second = COALESCE($4::double precision,"
+        "                               rate_per_second),"
+        "    hourly_cap = CASE WHEN $6::boolean THEN $5::int"
+        "                      ELSE hourly_cap END,"
+        "    daily_cap = CASE WHEN $8::boolean THEN $7::int"
+        "                     ELSE daily_cap END,"
+        "    base_url = COALESCE($9::text, base_url),"
+        "    api_key = COALESCE($10::text, api_key),"
+        "    access_token = COALESCE($11::text, access_token),"
+        "    app_secret = COALESCE($12::text, app_secret),"
+        "    verify_token = COALESCE($13::text, verify_token)"
+        "   WHERE id = $1::bigint AND tenant_id = $2::bigint"
+        "     AND ($10::text IS NULL OR provider = 'evolution')"
+        "     AND (($11::text IS NULL AND $12::text IS NULL"
+        "           AND $13::text IS NULL) OR provider = 'meta')"
+        "  RETURNING " S_INSTANCE_JSON "::text AS doc)"
+        "SELECT provider, (SELECT doc FROM changed) FROM target");
     rc |= rcd_db_prepare (db, "instance_list",
         "SELECT json_build_object("
         "         'items', COALESCE(json_agg(" S_INSTANCE_JSON " ORDER BY id),"
@@ -591,4 +623,174 @@ rcd_api_instance_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
     const char *params[] = {tenant};
     rcd_api_reply_document (req, reply, "instance_list", 1, params,
                             "no listing");
+}
+
+/*  What PATCH /v1/instances/{id} may change. Caps may be null (no cap);
+    the other fields may not. */
+static const rcd_api_field_t s_instance_patch_fields[] = {
+    {"enabled", RCD_API_BOOLEAN, false},
+    {"rate_per_second", RCD_API_NUMBER, false},
+    {"hourly_cap", RCD_API_INTEGER, false},
+    {"daily_cap", RCD_API_INTEGER, false},
+    {"base_url", RCD_API_STRING, false},
+    {"api_key", RCD_API_STRING, false},
+    {"access_token", RCD_API_STRING, false},
+    {"app_secret", RCD_API_STRING, false},
+    {"verify_token", RCD_API_STRING, false},
+    {NULL, RCD_API_ANY, false},
+};
+
+/*  Credentials PATCH rotates, in the order of instance_patch's $10.., and
+    the provider each belongs to. */
+static const struct {
+    const char *name;
+    const char *provider;
+} s_patch_secrets[] = {
+    {"api_key", "evolution"},
+    {"access_token", "meta"},
+    {"app_secret", "meta"},
+    {"verify_token", "meta"},
+};
+
+#define S_PATCH_SECRETS (sizeof s_patch_secrets / sizeof s_patch_secrets[0])
+
+/*  Most messages a second PATCH accepts for an instance. */
+#define S_PATCH_RATE_MAX 10000 /* as POST */
+
+/*  The checks of PATCH that need no database; which provider a credential
+    belongs to is checked by the UPDATE. base_url is written without
+    trailing slashes into base_url. Returns 0 or -2 with err filled. */
+static int
+s_check_instance_patch (json_t *body, char *base_url, size_t base_url_size,
+                        rcd_api_error_t *err)
+{
+    if (json_object_size (body) == 0)
+        return rcd_api_fail (err, 400, "missing_field", NULL,
+                             "give at least one of enabled, rate_per_second, "
+                             "hourly_cap, daily_cap, base_url, api_key, "
+                             "access_token, app_secret, verify_token");
+    for (const rcd_api_field_t *f = s_instance_patch_fields; f->name; f++)
+        if (f->type != RCD_API_INTEGER &&
+            json_is_null (json_object_get (body, f->name)))
+            return rcd_api_fail (err, 400, "invalid_field", f->name,
+                                 "cannot be null");
+    json_t *rate = json_object_get (body, "rate_per_second");
+    if (rate && (json_number_value (rate) <= 0 ||
+                 json_number_value (rate) > S_PATCH_RATE_MAX))
+        return rcd_api_fail (err, 400, "invalid_field", "rate_per_second",
+                             "must be above 0 and at most %d",
+                             S_PATCH_RATE_MAX);
+    static const char *const caps[] = {"hourly_cap", "daily_cap"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *cap = json_object_get (body, caps[i]);
+        if (cap && !json_is_null (cap) &&
+            (json_integer_value (cap) < 1 ||
+             json_integer_value (cap) > 1000000000))
+            return rcd_api_fail (err, 400, "invalid_field", caps[i],
+                                 "must be 1 to 1000000000, or null for no "
+                                 "cap");
+    }
+    const char *url = rcd_api_string (body, "base_url");
+    if (url && s_check_base_url (url, base_url, base_url_size, err) != 0)
+        return -2;
+    for (size_t i = 0; i < S_PATCH_SECRETS; i++) {
+        const char *v = rcd_api_string (body, s_patch_secrets[i].name);
+        if (v && (!*v || strlen (v) > 4096 || rcd_api_has_control (v)))
+            return rcd_api_fail (err, 400, "invalid_field",
+                                 s_patch_secrets[i].name,
+                                 "must be 1 to 4096 bytes without control "
+                                 "characters");
+    }
+    return 0;
+}
+
+/*  The names of the fields body changes, comma-separated, for the log
+    (never a value: some are credentials). */
+static void
+s_patch_field_names (json_t *body, char *out, size_t out_size)
+{
+    size_t len = 0;
+    out[0] = 0;
+    for (const rcd_api_field_t *f = s_instance_patch_fields; f->name; f++)
+        if (json_object_get (body, f->name) && len < out_size) {
+            int n = snprintf (out + len, out_size - len, "%s%s", len ? "," : "",
+                              f->name);
+            len += n > 0 ? (size_t)n : 0;
+        }
+}
+
+void
+rcd_api_instance_patch (rcd_api_req_t *req, rcd_api_reply_t *reply)
+{
+    rcd_api_error_t err;
+    json_t *body = NULL;
+    rcd_db_res_t *res = NULL;
+    char base_url[2049];
+    if (rcd_api_parse_body (req, &body, &err) != 0 ||
+        rcd_api_check_fields (body, s_instance_patch_fields, "", &err) != 0 ||
+        s_check_instance_patch (body, base_url, sizeof base_url, &err) != 0) {
+        rcd_api_reply_error (reply, &err);
+        goto cleanup;
+    }
+    char id[24], tenant[24], rate[32], hourly[24], daily[24];
+    snprintf (id, sizeof id, "%lld", (long long)req->id);
+    snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
+    json_t *v = json_object_get (body, "enabled");
+    const char *enabled =
+        json_is_boolean (v) ? (json_is_true (v) ? "true" : "false") : NULL;
+    json_t *rate_v = json_object_get (body, "rate_per_second");
+    snprintf (rate, sizeof rate, "%.17g", json_number_value (rate_v));
+    json_t *hourly_v = json_object_get (body, "hourly_cap");
+    snprintf (hourly, sizeof hourly, "%lld",
+              (long long)json_integer_value (hourly_v));
+    json_t *daily_v = json_object_get (body, "daily_cap");
+    snprintf (daily, sizeof daily, "%lld",
+              (long long)json_integer_value (daily_v));
+    const char *params[] = {
+        id,
+        tenant,
+        enabled,
+        rate_v ? rate : NULL,
+        json_is_integer (hourly_v) ? hourly : NULL,
+        hourly_v ? "true" : "false",
+        json_is_integer (daily_v) ? daily : NULL,
+        daily_v ? "true" : "false",
+        rcd_api_string (body, "base_url") ? base_url : NULL,
+        rcd_api_string (body, s_patch_secrets[0].name),
+        rcd_api_string (body, s_patch_secrets[1].name),
+        rcd_api_string (body, s_patch_secrets[2].name),
+        rcd_api_string (body, s_patch_secrets[3].name),
+    };
+    if (rcd_db_run (req->db, "instance_patch", 13, params, &res) != 0) {
+        rcd_api_reply_db_error (reply, req->db, "instance_patch");
+        goto cleanup;
+    }
+    if (rcd_db_res_rows (res) != 1) {
+        rcd_api_reply_fail (reply, 404, "not_found", NULL, "no such instance");
+        goto cleanup;
+    }
+    if (rcd_db_res_isnull (res, 0, 1)) {
+        /* the instance is there: a credential of the other provider */
+        const char *provider = rcd_db_res_value (res, 0, 0);
+        for (size_t i = 0; i < S_PATCH_SECRETS; i++)
+            if (rcd_api_string (body, s_patch_secrets[i].name) &&
+                strcmp (s_patch_secrets[i].provider, provider) != 0) {
+                rcd_api_reply_fail (reply, 400, "invalid_field",
+                                    s_patch_secrets[i].name,
+                                    "is not used by %s instances", provider);
+                goto cleanup;
+            }
+        rcd_api_reply_fail (reply, 500, "internal_error", NULL,
+                            "internal error");
+        goto cleanup;
+    }
+    rcd_api_reply_text (reply, 200, rcd_db_res_value (res, 0, 1));
+    char fields[256];
+    s_patch_field_names (body, fields, sizeof fields);
+    rcd_log_info ("instance changed", "{s:I, s:I, s:s}", "tenant_id",
+                  (json_int_t)req->tenant_id, "instance_id",
+                  (json_int_t)req->id, "fields", fields);
+cleanup:
+    rcd_db_res_destroy (&res);
+    json_decref (body);
 }

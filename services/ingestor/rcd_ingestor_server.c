@@ -13,6 +13,9 @@
                                              with the GET document
         POST   /v1/instances         tenant  register a sender -> 201
         GET    /v1/instances         tenant  list (no credentials)
+        PATCH  /v1/instances/{id}    tenant  enabled, limits, base_url,
+                                             credentials -> 200 with the
+                                             instance (no credentials)
         POST   /v1/messages          tenant  one message -> 202 (200 when
                                              the idempotency key is known)
         POST   /v1/messages/batch    tenant  up to 1000 -> 207 per item
@@ -551,6 +554,8 @@ static const s_route_t s_routes[] = {
     {"POST", "/v1/instances", S_TENANT, rcd_api_instance_create,
      S_MADE_INSTANCE},
     {"GET", "/v1/instances", S_TENANT, rcd_api_instance_list, S_MADE_NOTHING},
+    {"PATCH", "/v1/instances/{id}", S_TENANT, rcd_api_instance_patch,
+     S_MADE_NOTHING},
     {"POST", "/v1/messages/batch", S_TENANT, rcd_api_message_batch,
      S_MADE_NOTHING},
     {"POST", "/v1/messages", S_TENANT, rcd_api_message_create, S_MADE_NOTHING},
