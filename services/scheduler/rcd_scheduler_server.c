@@ -334,6 +334,7 @@ typedef struct {
     int64_t next_poll_ms;    /* mono ms of the next poll claim */
     s_instance_t *instances; /* sorted by id */
     size_t ninstances;
+    int64_t instances_until_ms; /* mono time the next read is due */
     char *budget_ids, *budget_n, *budget_probe; /* claim parameters */
     uint64_t claimed_total;                     /* for the log line on exit */
     uint64_t malformed;                         /* malformed nudge frames */
@@ -490,6 +491,7 @@ s_self_update_leadership (self_t *self)
     free (self->instances);
     self->instances = NULL;
     self->ninstances = 0;
+    self->instances_until_ms = 0;
     rcd_log_info ("active: holding the scheduler lock", "{s:s, s:s}", "nudge",
                   self->cfg->nudge_bind, "dispatch", self->cfg->dispatch_bind);
 }
@@ -598,6 +600,23 @@ s_self_refresh_instances (self_t *self)
         inst->tokens = old ? old->tokens : 0;
         inst->refill_ms = old ? old->refill_ms : now;
         s_self_note_usable (self, inst, old ? old->why : "");
+    }
+    rcd_db_res_destroy (&res);
+    free (self->instances);
+    self->instances = fresh;
+    self->ninstances = (size_t)rows;
+    self->instances_until_ms = now + self->cfg->poll_ms;
+    return 0;
+}
+
+/*  Adds the tokens earned since the last refill, up to each bucket's
+    burst. */
+static void
+s_self_refill (self_t *self)
+{
+    int64_t now = rcd_clock_mono_ms ();
+    for (size_t i = 0; i < self->ninstances; i++) {
+        s_instance_t *inst = &self->instances[i];
         double capacity = inst->rate * (double)self->cfg->burst_ms / 1000.0;
         if (capacity < 1)
             capacity = 1;
@@ -606,11 +625,6 @@ s_self_refresh_instances (self_t *self)
             inst->tokens = capacity;
         inst->refill_ms = now;
     }
-    rcd_db_res_destroy (&res);
-    free (self->instances);
-    self->instances = fresh;
-    self->ninstances = (size_t)rows;
-    return 0;
 }
 
 /*  Builds the claim's budget arrays. Returns the total budget, 0 when
@@ -666,8 +680,13 @@ cleanup:
 static int
 s_self_claim_batch (self_t *self)
 {
-    if (s_self_refresh_instances (self) != 0)
+    /* The instances' state is read at most once a poll period; between
+       reads the claims' own counts keep the caps' headroom exact, and a
+       pause or circuit written meanwhile is seen within that period. */
+    if (rcd_clock_mono_ms () >= self->instances_until_ms &&
+        s_self_refresh_instances (self) != 0)
         return -1;
+    s_self_refill (self);
     int64_t total = s_self_budgets (self);
     if (total <= 0)
         return 0; /* nothing may go now: not an error */
@@ -703,7 +722,11 @@ s_self_claim_batch (self_t *self)
         if (inst) {
             inst->tokens -= 1;
             inst->headroom -= 1;
-            inst->probe = false; /* its one probe is out */
+            if (inst->probe) { /* its one probe is out: nothing more */
+                inst->probe = false;
+                inst->usable = false;
+                snprintf (inst->why, sizeof inst->why, "circuit_half_open");
+            }
         }
         s_pending_frame_t *f = &self->queue[self->queue_len];
         if (rcd_dispatch_encode (&d, &f->data, &f->size) != 0)
