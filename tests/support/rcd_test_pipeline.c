@@ -161,8 +161,9 @@ s_remove_dir (const char *path)
     while ((entry = readdir (dir)) != NULL) {
         if (entry->d_name[0] == '.')
             continue;
-        snprintf (file, sizeof file, "%s/%s", path, entry->d_name);
-        remove (file);
+        int n = snprintf (file, sizeof file, "%s/%s", path, entry->d_name);
+        if (n > 0 && (size_t)n < sizeof file)
+            remove (file);
     }
     closedir (dir);
     rmdir (path);
