@@ -139,15 +139,18 @@ static const char *s_instances_sql =
 
     Each tenant with budget and open business hours (migration 0002)
     walks its own due work (messages_tenant_due), at most its budget plus
-    a little, so one tenant's backlog is never walked for another. The
-    opt-out and pacing checks are scalar subqueries on purpose: one
+    a little, so one tenant's backlog is never walked for another. A due
+    message whose contact has opted out is not sent: it becomes 'blocked'
+    here (the opt-out itself blocks the pending messages it finds; this
+    catches one inserted while it ran). The opt-out and pacing checks
+    are scalar subqueries on purpose: one
     primary-key probe per row walked, whatever the statistics. Written
     as NOT EXISTS they became anti joins or hashed subplans reading every
     opted-out contact or paced recipient of the tenant on every claim.
     The session uses generic plans (see s_self_new); check this one with
-    EXPLAIN under force_generic_plan after any change. Rows
-    to opted-out contacts, rows pinned to an instance without budget and
-    recipients paced (recipient_pacing) are passed over. A message goes
+    EXPLAIN under force_generic_plan after any change. Rows pinned to an
+    instance without budget and recipients paced (recipient_pacing) are
+    passed over. A message goes
     to its pinned instance, else its contact's last instance when usable,
     else the instance it had on its last attempt when usable, else the
     tenant's budgets are dealt out in order, largest first. Per instance
@@ -175,16 +178,16 @@ static const char *s_claim_sql =
     "), cand AS ("
     "  SELECT c.* FROM bt CROSS JOIN LATERAL ("
     "    SELECT m.id, m.tenant_id, m.to_phone, m.priority, m.send_at,"
-    "           m.instance_id AS prev, m.pinned"
+    "           m.instance_id AS prev, m.pinned,"
+    "           coalesce((SELECT ct.opted_out FROM contacts ct"
+    "                      WHERE ct.tenant_id = m.tenant_id"
+    "                        AND ct.phone = m.to_phone), false) AS opted"
     "      FROM messages m"
     "     WHERE m.tenant_id = bt.tenant_id AND m.status = 'pending'"
     "       AND m.send_at <= now()"
     "       AND (m.valid_until IS NULL OR m.valid_until > now())"
     "       AND (NOT m.pinned OR m.instance_id IN"
     "              (SELECT instance_id FROM bi WHERE budget > 0))"
-    "       AND NOT coalesce((SELECT ct.opted_out FROM contacts ct"
-    "                          WHERE ct.tenant_id = m.tenant_id"
-    "                            AND ct.phone = m.to_phone), false)"
     "       AND coalesce((SELECT p.next_at FROM recipient_pacing p"
     "                       WHERE p.tenant_id = m.tenant_id"
     "                         AND p.phone = m.to_phone), '-infinity')"
@@ -200,7 +203,7 @@ static const char *s_claim_sql =
     "               AND ct.last_instance_id IN (SELECT instance_id FROM bi)),"
     "           (SELECT bi.instance_id FROM bi"
     "             WHERE bi.instance_id = c.prev)) END AS pref"
-    "    FROM cand c"
+    "    FROM cand c WHERE NOT c.opted"
     "), numbered AS ("
     "  SELECT p.*, row_number() OVER (PARTITION BY p.tenant_id,"
     "             p.pref IS NULL ORDER BY p.priority, p.send_at, p.id) AS k"
@@ -266,6 +269,15 @@ static const char *s_claim_sql =
     "                              ELSE i.circuit_until END"
     "    FROM used JOIN b ON b.instance_id = used.instance_id, tenants t"
     "   WHERE i.id = used.instance_id AND t.id = i.tenant_id"
+    "), blocked AS ("
+    "  UPDATE messages m"
+    "     SET status = 'blocked', last_error = 'contact_opted_out',"
+    "         updated_at = now()"
+    "    FROM cand WHERE cand.opted AND m.id = cand.id"
+    "  RETURNING m.id, m.tenant_id"
+    "), blocked_history AS ("
+    "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
+    "  SELECT tenant_id, id, 'blocked', 'contact opted out' FROM blocked"
     "), sticky AS ("
     "  UPDATE contacts c SET last_instance_id = claimed.instance_id"
     "    FROM claimed WHERE c.tenant_id = claimed.tenant_id"

@@ -183,7 +183,7 @@ test_claims_due_messages_and_dispatches_them (void **state)
 }
 
 static void
-test_claim_skips_opted_out_and_instanceless_tenants (void **state)
+test_claim_blocks_opted_out_and_skips_instanceless_tenants (void **state)
 {
     fixture_t *f = *state;
     long long lonely = s_insert_tenant (f->url, "no-instance", false, NULL);
@@ -208,10 +208,18 @@ test_claim_skips_opted_out_and_instanceless_tenants (void **state)
     assert_false (s_recv_dispatch (pull, &d, 500));
     zactor_destroy (&sched);
     zsock_destroy (&pull);
+    /* the instanceless tenant's wait; the opted-out contact's are blocked
+       by the claim, never sent, never left pending for ever */
     assert_int_equal (s_count (f->url,
                                "SELECT count(*) FROM messages WHERE status = "
                                "'pending'"),
-                      6);
+                      3);
+    assert_int_equal (s_count (f->url,
+                               "SELECT count(*) FROM messages m JOIN "
+                               "message_history h ON h.message_id = m.id "
+                               "WHERE m.status = 'blocked' AND m.to_phone = "
+                               "'+5511922220000' AND h.status = 'blocked'"),
+                      3);
 }
 
 static void
@@ -450,7 +458,7 @@ main (void)
         cmocka_unit_test_setup_teardown (
             test_claims_due_messages_and_dispatches_them, setup, teardown),
         cmocka_unit_test_setup_teardown (
-            test_claim_skips_opted_out_and_instanceless_tenants, setup,
+            test_claim_blocks_opted_out_and_skips_instanceless_tenants, setup,
             teardown),
         cmocka_unit_test_setup_teardown (test_high_priority_leaves_first, setup,
                                          teardown),
