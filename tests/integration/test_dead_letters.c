@@ -160,34 +160,6 @@ s_time (int offset_s)
         1, params);
 }
 
-/*  Drops every nudge already queued. */
-static void
-s_drain_nudges (void)
-{
-    zsock_set_rcvtimeo (s_fx.nudges, 0);
-    rcd_proto_msg_t msg;
-    while (rcd_proto_recv (s_fx.nudges, &msg) != -1)
-        rcd_proto_msg_clear (&msg);
-}
-
-/*  Waits up to timeout_ms for a nudge; returns 0 and fills it. */
-static int
-s_next_nudge (rcd_nudge_t *out, int timeout_ms)
-{
-    zsock_set_rcvtimeo (s_fx.nudges, timeout_ms);
-    rcd_proto_msg_t msg;
-    if (rcd_proto_recv (s_fx.nudges, &msg) != 0)
-        return -1;
-    int rc = -1;
-    if (msg.type == RCD_MSG_NUDGE) {
-        out->tenant_id = msg.u.nudge.tenant_id;
-        out->count = msg.u.nudge.count;
-        rc = 0;
-    }
-    rcd_proto_msg_clear (&msg);
-    return rc;
-}
-
 static int
 s_setup (void **state)
 {
@@ -361,14 +333,14 @@ test_replay_by_ids_requeues_and_shows_in_history (void **state)
     long long d1 = s_dead_letter (s_fx.tenant_a, 30, &m1);
     long long d2 = s_dead_letter (s_fx.tenant_a, 20, &m2);
     long long d3 = s_dead_letter (s_fx.tenant_a, 10, &m3);
-    s_drain_nudges ();
+    rcd_test_nudges_drain (s_fx.nudges);
 
     char body[128];
     snprintf (body, sizeof body, "{\"ids\":[%lld,%lld,%lld]}", d1, d2, d1);
     s_replay (s_fx.key_a, body, 2, 0); /* a repeat counts once */
 
     rcd_nudge_t nudge = {0};
-    assert_int_equal (s_next_nudge (&nudge, 5000), 0);
+    assert_int_equal (rcd_test_nudge_next (s_fx.nudges, &nudge, 5000), 0);
     assert_int_equal ((long long)nudge.tenant_id, s_fx.tenant_a);
     assert_int_equal (nudge.count, 2);
 
@@ -489,14 +461,14 @@ test_replay_since_takes_the_newer_ones (void **state)
     /* d3's message was sent meanwhile: skipped */
     free (s_text ("UPDATE messages SET status = 'sent' WHERE id = $1::bigint",
                   m3));
-    s_drain_nudges ();
+    rcd_test_nudges_drain (s_fx.nudges);
     char *since = s_time (-3600);
     char body[96];
     snprintf (body, sizeof body, "{\"since\":\"%s\"}", since);
     free (since);
     s_replay (s_fx.key_a, body, 2, 1);
     rcd_nudge_t nudge = {0};
-    assert_int_equal (s_next_nudge (&nudge, 5000), 0);
+    assert_int_equal (rcd_test_nudge_next (s_fx.nudges, &nudge, 5000), 0);
     assert_int_equal (nudge.count, 2);
     s_assert_status (m1, "pending");
     s_assert_status (m2, "pending");

@@ -67,34 +67,6 @@ s_post_message (const char *key, const char *body)
     return id;
 }
 
-/*  Drops every nudge already queued on the test's PULL socket. */
-static void
-s_drain_nudges (void)
-{
-    zsock_set_rcvtimeo (s_fx.nudges, 0);
-    rcd_proto_msg_t msg;
-    while (rcd_proto_recv (s_fx.nudges, &msg) != -1)
-        rcd_proto_msg_clear (&msg);
-}
-
-/*  Waits up to timeout_ms for a nudge; returns 0 and fills it. */
-static int
-s_next_nudge (rcd_nudge_t *out, int timeout_ms)
-{
-    zsock_set_rcvtimeo (s_fx.nudges, timeout_ms);
-    rcd_proto_msg_t msg;
-    if (rcd_proto_recv (s_fx.nudges, &msg) != 0)
-        return -1;
-    int rc = -1;
-    if (msg.type == RCD_MSG_NUDGE) {
-        out->tenant_id = msg.u.nudge.tenant_id;
-        out->count = msg.u.nudge.count;
-        rc = 0;
-    }
-    rcd_proto_msg_clear (&msg);
-    return rc;
-}
-
 static bool
 s_healthy (int port)
 {
@@ -989,10 +961,10 @@ static void
 test_stored_messages_nudge_the_scheduler (void **state)
 {
     (void)state;
-    s_drain_nudges ();
+    rcd_test_nudges_drain (s_fx.nudges);
     s_post_message (s_fx.key_b, "{\"to\":\"+5511944440000\",\"text\":\"n\"}");
     rcd_nudge_t nudge;
-    assert_int_equal (s_next_nudge (&nudge, 5000), 0);
+    assert_int_equal (rcd_test_nudge_next (s_fx.nudges, &nudge, 5000), 0);
     assert_int_equal (nudge.tenant_id, s_fx.tenant_b);
     assert_int_equal (nudge.count, 1);
 
@@ -1004,7 +976,7 @@ test_stored_messages_nudge_the_scheduler (void **state)
                         &status);
     assert_int_equal (status, 207);
     json_decref (a);
-    assert_int_equal (s_next_nudge (&nudge, 5000), 0);
+    assert_int_equal (rcd_test_nudge_next (s_fx.nudges, &nudge, 5000), 0);
     assert_int_equal (nudge.tenant_id, s_fx.tenant_b);
     assert_int_equal (nudge.count, 2);
 
@@ -1013,7 +985,7 @@ test_stored_messages_nudge_the_scheduler (void **state)
                 &status);
     assert_int_equal (status, 400);
     json_decref (a);
-    assert_int_equal (s_next_nudge (&nudge, 200), -1);
+    assert_int_equal (rcd_test_nudge_next (s_fx.nudges, &nudge, 200), -1);
 }
 
 typedef struct {

@@ -73,3 +73,29 @@ rcd_test_ingestor_stop (rcd_test_ingestor_t *self)
     free (self->url);
     memset (self, 0, sizeof *self);
 }
+
+void
+rcd_test_nudges_drain (zsock_t *nudges)
+{
+    zsock_set_rcvtimeo (nudges, 0);
+    rcd_proto_msg_t msg;
+    while (rcd_proto_recv (nudges, &msg) != -1)
+        rcd_proto_msg_clear (&msg);
+}
+
+int
+rcd_test_nudge_next (zsock_t *nudges, rcd_nudge_t *out, int timeout_ms)
+{
+    zsock_set_rcvtimeo (nudges, timeout_ms);
+    rcd_proto_msg_t msg;
+    if (rcd_proto_recv (nudges, &msg) != 0)
+        return -1;
+    int rc = -1;
+    if (msg.type == RCD_MSG_NUDGE) {
+        out->tenant_id = msg.u.nudge.tenant_id;
+        out->count = msg.u.nudge.count;
+        rc = 0;
+    }
+    rcd_proto_msg_clear (&msg);
+    return rc;
+}

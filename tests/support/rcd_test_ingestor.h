@@ -17,6 +17,7 @@
 #define RCD_TEST_INGESTOR_H_INCLUDED
 
 #include "rcd_ingestor_server.h"
+#include "rcd_proto.h"
 
 #include <stdbool.h>
 
@@ -51,5 +52,14 @@ rcd_test_ingestor_start_on (rcd_test_ingestor_t *self, const char *url,
     start made it, and zeroes self. Safe on a zeroed self. */
 void
 rcd_test_ingestor_stop (rcd_test_ingestor_t *self);
+
+/*  Drops every nudge already queued on the test's PULL socket. */
+void
+rcd_test_nudges_drain (zsock_t *nudges);
+
+/*  Waits up to timeout_ms for a nudge on nudges; returns 0 and fills out,
+    -1 when none came (or another frame did). */
+int
+rcd_test_nudge_next (zsock_t *nudges, rcd_nudge_t *out, int timeout_ms);
 
 #endif
