@@ -329,6 +329,31 @@ rcd_api_days (int y, int m, int d);
 int
 rcd_api_parse_id (const char *text, int64_t *id_p);
 
+/*  The keyset page of a listing (GET /v1/messages, /v1/dead-letters):
+    query parameters since (RFC 3339), limit (1 to RCD_API_PAGE_MAX,
+    default RCD_API_PAGE_DEFAULT) and cursor (the last id of the previous
+    page, 0: from the start). */
+#define RCD_API_PAGE_DEFAULT 50
+#define RCD_API_PAGE_MAX     500
+typedef struct {
+    int64_t limit;
+    int64_t cursor;
+    const char *since; /* as given (borrowed from the query), NULL: none */
+    int64_t since_ms;  /* the same instant, when since is set */
+} rcd_api_page_t;
+
+/*  A page with the defaults. */
+void
+rcd_api_page_init (rcd_api_page_t *page);
+
+/*  Reads query parameter key = value into page when it is one of the
+    page's. Returns 1 when it was (and is valid), 0 when key is another
+    parameter, -1 when its value is invalid (reply holds the 400 naming
+    it). */
+int
+rcd_api_page_param (rcd_api_page_t *page, const char *key, const char *value,
+                    rcd_api_reply_t *reply);
+
 /*  A SQL expression formatting timestamptz column col as RFC 3339 UTC
     with milliseconds; NULL stays NULL. */
 #define RCD_API_TS(col)                                                        \

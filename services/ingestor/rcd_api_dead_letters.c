@@ -26,9 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*  Listing page sizes. */
-#define S_LIST_DEFAULT 50
-#define S_LIST_MAX     500
 /*  Most dead letter ids one replay may name. */
 #define S_REPLAY_IDS_MAX 1000
 
@@ -128,38 +125,17 @@ rcd_api_dead_letters_prepare (rcd_db_t *db)
 void
 rcd_api_dead_letter_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
-    int64_t limit = S_LIST_DEFAULT, cursor = 0, since_ms = 0;
-    bool has_since = false;
+    rcd_api_page_t page;
+    rcd_api_page_init (&page);
     const char *key;
     json_t *value;
     json_object_foreach (req->query, key, value)
     {
-        const char *v = json_string_value (value);
-        if (strcmp (key, "since") == 0) {
-            if (!v || rcd_api_parse_time (v, &since_ms) != 0) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "since",
-                                    "must be an RFC 3339 timestamp with "
-                                    "offset");
-                return;
-            }
-            has_since = true;
-        }
-        else if (strcmp (key, "limit") == 0) {
-            if (rcd_api_parse_id (v, &limit) != 0 || limit > S_LIST_MAX) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "limit",
-                                    "must be 1 to %d", S_LIST_MAX);
-                return;
-            }
-        }
-        else if (strcmp (key, "cursor") == 0) {
-            if (rcd_api_parse_id (v, &cursor) != 0) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "cursor",
-                                    "must be a next_cursor from a previous "
-                                    "page");
-                return;
-            }
-        }
-        else {
+        int rc =
+            rcd_api_page_param (&page, key, json_string_value (value), reply);
+        if (rc < 0)
+            return;
+        if (rc == 0) {
             rcd_api_reply_fail (reply, 400, "invalid_field", key,
                                 "unknown query parameter (since, limit, "
                                 "cursor)");
@@ -168,10 +144,10 @@ rcd_api_dead_letter_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
     }
     char tenant[24], since[24], after[24], lim[24];
     snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
-    snprintf (since, sizeof since, "%lld", (long long)since_ms);
-    snprintf (after, sizeof after, "%lld", (long long)cursor);
-    snprintf (lim, sizeof lim, "%lld", (long long)limit);
-    const char *params[] = {tenant, has_since ? since : NULL, after, lim};
+    snprintf (since, sizeof since, "%lld", (long long)page.since_ms);
+    snprintf (after, sizeof after, "%lld", (long long)page.cursor);
+    snprintf (lim, sizeof lim, "%lld", (long long)page.limit);
+    const char *params[] = {tenant, page.since ? since : NULL, after, lim};
     rcd_api_reply_document (req, reply, "dl_list", 4, params, "no listing");
 }
 

@@ -544,3 +544,42 @@ rcd_api_days (int y, int m, int d)
     int last = s_days_in_month (y, m);
     return s_days_from_civil (y, m, d > last ? last : d);
 }
+
+void
+rcd_api_page_init (rcd_api_page_t *page)
+{
+    *page = (rcd_api_page_t){.limit = RCD_API_PAGE_DEFAULT};
+}
+
+int
+rcd_api_page_param (rcd_api_page_t *page, const char *key, const char *value,
+                    rcd_api_reply_t *reply)
+{
+    if (strcmp (key, "since") == 0) {
+        if (!value || rcd_api_parse_time (value, &page->since_ms) != 0) {
+            rcd_api_reply_fail (reply, 400, "invalid_field", "since",
+                                "must be an RFC 3339 timestamp with offset");
+            return -1;
+        }
+        page->since = value;
+        return 1;
+    }
+    if (strcmp (key, "limit") == 0) {
+        if (rcd_api_parse_id (value, &page->limit) != 0 ||
+            page->limit > RCD_API_PAGE_MAX) {
+            rcd_api_reply_fail (reply, 400, "invalid_field", "limit",
+                                "must be 1 to %d", RCD_API_PAGE_MAX);
+            return -1;
+        }
+        return 1;
+    }
+    if (strcmp (key, "cursor") == 0) {
+        if (rcd_api_parse_id (value, &page->cursor) != 0) {
+            rcd_api_reply_fail (reply, 400, "invalid_field", "cursor",
+                                "must be a next_cursor from a previous page");
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}

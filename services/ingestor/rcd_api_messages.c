@@ -22,10 +22,6 @@
 #define S_CHUNK 100
 /*  Largest text, in bytes. */
 #define S_TEXT_MAX 65536
-/*  Listing page sizes. */
-#define S_LIST_DEFAULT 50
-#define S_LIST_MAX     500
-
 /*  SQL reads better laid out as SQL. */
 /* clang-format off */
 
@@ -708,44 +704,25 @@ s_known_status (const char *status)
 void
 rcd_api_message_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
-    const char *status = NULL, *since = NULL;
-    int64_t limit = S_LIST_DEFAULT, cursor = 0, ignored = 0;
+    const char *status = NULL;
+    rcd_api_page_t page;
+    rcd_api_page_init (&page);
     const char *key;
     json_t *value;
     json_object_foreach (req->query, key, value)
     {
         const char *v = json_string_value (value);
-        if (strcmp (key, "status") == 0) {
+        int rc = rcd_api_page_param (&page, key, v, reply);
+        if (rc < 0)
+            return;
+        if (rc == 1)
+            continue;
+        if (strcmp (key, "status") == 0 && v && s_known_status (v))
             status = v;
-            if (!status || !s_known_status (status)) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "status",
-                                    "unknown status");
-                return;
-            }
-        }
-        else if (strcmp (key, "since") == 0) {
-            since = v;
-            if (!since || rcd_api_parse_time (since, &ignored) != 0) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "since",
-                                    "must be an RFC 3339 timestamp with "
-                                    "offset");
-                return;
-            }
-        }
-        else if (strcmp (key, "limit") == 0) {
-            if (rcd_api_parse_id (v, &limit) != 0 || limit > S_LIST_MAX) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "limit",
-                                    "must be 1 to %d", S_LIST_MAX);
-                return;
-            }
-        }
-        else if (strcmp (key, "cursor") == 0) {
-            if (rcd_api_parse_id (v, &cursor) != 0) {
-                rcd_api_reply_fail (reply, 400, "invalid_field", "cursor",
-                                    "must be a next_cursor from a previous "
-                                    "page");
-                return;
-            }
+        else if (strcmp (key, "status") == 0) {
+            rcd_api_reply_fail (reply, 400, "invalid_field", "status",
+                                "unknown status");
+            return;
         }
         else {
             rcd_api_reply_fail (reply, 400, "invalid_field", key,
@@ -756,9 +733,9 @@ rcd_api_message_list (rcd_api_req_t *req, rcd_api_reply_t *reply)
     }
     char tenant[24], after[24], lim[24];
     snprintf (tenant, sizeof tenant, "%lld", (long long)req->tenant_id);
-    snprintf (after, sizeof after, "%lld", (long long)cursor);
-    snprintf (lim, sizeof lim, "%lld", (long long)limit);
-    const char *params[] = {tenant, status, since, after, lim};
+    snprintf (after, sizeof after, "%lld", (long long)page.cursor);
+    snprintf (lim, sizeof lim, "%lld", (long long)page.limit);
+    const char *params[] = {tenant, status, page.since, after, lim};
     rcd_api_reply_document (req, reply, "msg_list", 5, params, "no listing");
 }
 
