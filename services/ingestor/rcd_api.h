@@ -21,6 +21,8 @@
 
 #include "rcd_db.h"
 
+struct rcd_api_reply;
+
 /*  One authenticated request, as a handler sees it. All borrowed. */
 typedef struct {
     rcd_db_t *db;                /* this thread's connection */
@@ -34,10 +36,19 @@ typedef struct {
     const char *default_country; /* calling code for national numbers */
     int64_t replay_attempts;     /* new attempts a dead-letter replay
                                     gives a message */
+    const char *webhook_token;   /* header X-Webhook-Token, or NULL */
+    const char *signature;       /* header X-Hub-Signature-256, or NULL */
+    /*  Gateway routes learn their tenant from the request itself: this
+        puts the connection's session behind that tenant's wall (as the
+        server does before a tenant route), after which the handler sets
+        tenant_id. Returns 0, or -1 with reply filled. */
+    int (*as_tenant) (void *ctx, int64_t tenant_id,
+                      struct rcd_api_reply *reply);
+    void *as_tenant_ctx;
 } rcd_api_req_t;
 
 /*  One reply. */
-typedef struct {
+typedef struct rcd_api_reply {
     int status;          /* HTTP status */
     char *body;          /* JSON text, owned (free); NULL: empty body */
     uint32_t accepted;   /* messages newly stored (the scheduler's nudge) */
@@ -48,6 +59,12 @@ typedef struct {
     uint32_t requeued;   /* messages made pending again (the scheduler's
                             nudge too) */
     int retry_after_s;   /* > 0: sent as a Retry-After header */
+    const char *content_type; /* static; NULL: application/json */
+    /* gateway webhooks: events newly applied, already stored, stored
+       without a message to apply to, skipped; unknown outcomes settled,
+       contacts opted out by a reply and the messages that blocked */
+    uint32_t webhook_applied, webhook_duplicates, webhook_unmatched,
+        webhook_ignored, settled, opted_out, blocked;
 } rcd_api_reply_t;
 
 /*  A validation or processing error, before it becomes a body. */
@@ -136,6 +153,17 @@ rcd_api_dead_letter_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_dead_letter_replay (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
+/*  Handlers: gateway webhooks (rcd_api_webhooks.c). No bearer key: the
+    Evolution route checks the tenant's webhook token (req->id is the
+    tenant), the Meta routes the instance's verify token or the body's
+    signature. */
+void
+rcd_api_webhook_evolution (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_webhook_meta_verify (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_webhook_meta (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
 /*  Registers the named statements the handlers run, on a new
     connection. */
 int
@@ -150,6 +178,8 @@ int
 rcd_api_cycles_prepare (rcd_db_t *db);
 int
 rcd_api_dead_letters_prepare (rcd_db_t *db);
+int
+rcd_api_webhooks_prepare (rcd_db_t *db);
 
 /*  --- rendering templates (rcd_api_templates.c) --- */
 

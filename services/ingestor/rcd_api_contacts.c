@@ -5,7 +5,8 @@
     the same row. Uploads change name and vars but never opted_out: once
     a person opted out, no spreadsheet brings them back. Opting out blocks
     the contact's pending messages in the same statement, with a history
-    row each, so no message slips out between the two.
+    row each, so no message slips out between the two. last_reply is the
+    contact's latest inbound text, written by the gateway webhooks.
 */
 #include "rcd_api.h"
 #include "rcd_log.h"
@@ -27,6 +28,8 @@
     " 'phone', phone, 'name', name, 'vars', vars,"                           \
     " 'opted_out', opted_out,"                                               \
     " 'opted_out_at', " RCD_API_TS ("opted_out_at") ","                      \
+    " 'last_reply', last_reply,"                                             \
+    " 'last_reply_at', " RCD_API_TS ("last_reply_at") ","                    \
     " 'updated_at', " RCD_API_TS ("updated_at") ")"
 
 int
@@ -50,33 +53,10 @@ rcd_api_contacts_prepare (rcd_db_t *db)
     rc |= rcd_db_prepare (db, "contact_get",
         "SELECT " S_CONTACT_JSON "::text FROM contacts"
         " WHERE tenant_id = $1::bigint AND phone = $2::text");
-    /* One statement, so one transaction: the flag and the blocking are
-       seen together or not at all. A second opt-out keeps the first
-       opted_out_at and finds nothing pending left to block. A message
-       already claimed ('sending') is the scheduler's to stop. */
+    /* rcd_opt_out (migrations/0007): the flag and the blocking in one
+       statement, so one transaction, shared with opt-out replies. */
     rc |= rcd_db_prepare (db, "contact_opt_out",
-        "WITH c AS ("
-        "  INSERT INTO contacts AS c (tenant_id, phone, opted_out,"
-        "                             opted_out_at)"
-        "  VALUES ($1::bigint, $2::text, true, now())"
-        "  ON CONFLICT (tenant_id, phone) DO UPDATE SET"
-        "    opted_out = true,"
-        "    opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at"
-        "                        ELSE now() END,"
-        "    updated_at = CASE WHEN c.opted_out THEN c.updated_at"
-        "                      ELSE now() END"
-        "  RETURNING phone"
-        "), upd AS ("
-        "  UPDATE messages SET status = 'blocked', updated_at = now(),"
-        "                      last_error = 'contact opted out'"
-        "   WHERE tenant_id = $1::bigint AND to_phone = $2::text"
-        "     AND status = 'pending'"
-        "  RETURNING id, tenant_id"
-        "), hist AS ("
-        "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
-        "  SELECT tenant_id, id, 'blocked', 'contact opted out' FROM upd"
-        ")"
-        "SELECT (SELECT count(*) FROM upd), (SELECT phone FROM c)");
+        "SELECT rcd_opt_out($1::bigint, $2::text, 'contact opted out')");
     return rc ? -1 : 0;
 }
 

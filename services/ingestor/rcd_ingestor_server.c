@@ -34,6 +34,12 @@
                                      tenant  requeue failed messages by
                                              dead letter ids or since a
                                              time -> 200 {replayed, skipped}
+        POST   /v1/webhooks/evolution/{tenant_id}
+                                     gateway Evolution events, by the
+                                             tenant's webhook token
+        GET    /v1/webhooks/meta     gateway Meta's verification handshake
+        POST   /v1/webhooks/meta     gateway Meta events, by signature
+                                             (rcd_api_webhooks.c)
       {phone} arrives URL-decoded by MHD and is normalised with
       default_country.
       Authentication: "Authorization: Bearer <key>". The admin key
@@ -76,6 +82,14 @@
         tenant.created, instance.created
         auth.failed        requests with a missing or unknown key
         nudge.dropped      nudges the scheduler could not take
+        webhook.applied    gateway events stored and applied
+        webhook.duplicate  gateway events already stored (redeliveries)
+        webhook.unmatched  receipts and echoes stored without a message
+                           to apply to yet
+        webhook.ignored    gateway events skipped (not tracked)
+        message.settled    unknown outcomes settled by an echo or receipt
+        contact.opted_out  contacts opted out by a reply
+        message.blocked    pending messages those opt-outs blocked
 
     Threads: MHD's pool threads run the handlers. Each takes a database
     connection from a small pool (rcd_db_t is single-threaded) and gives
@@ -211,19 +225,26 @@ typedef struct {
 
 /*  Counters the pool threads bump and the actor publishes. */
 typedef struct {
-    atomic_uint_fast64_t http[3];     /* 2xx, 4xx, 5xx */
-    atomic_uint_fast64_t latency_us;  /* sum over all requests */
-    atomic_uint_fast64_t accepted;    /* message.accepted */
-    atomic_uint_fast64_t duplicates;  /* message.duplicate */
-    atomic_uint_fast64_t rejected;    /* message.rejected */
-    atomic_uint_fast64_t cancelled;   /* message.cancelled */
-    atomic_uint_fast64_t requeued;    /* message.replayed */
-    atomic_uint_fast64_t limited;     /* api.rate_limited */
-    atomic_uint_fast64_t limiter_err; /* api.limiter_failed */
-    atomic_uint_fast64_t tenants;     /* tenant.created */
-    atomic_uint_fast64_t instances;   /* instance.created */
-    atomic_uint_fast64_t auth_failed; /* auth.failed */
-    atomic_uint_fast64_t nudges_lost; /* nudge.dropped */
+    atomic_uint_fast64_t http[3];      /* 2xx, 4xx, 5xx */
+    atomic_uint_fast64_t latency_us;   /* sum over all requests */
+    atomic_uint_fast64_t accepted;     /* message.accepted */
+    atomic_uint_fast64_t duplicates;   /* message.duplicate */
+    atomic_uint_fast64_t rejected;     /* message.rejected */
+    atomic_uint_fast64_t cancelled;    /* message.cancelled */
+    atomic_uint_fast64_t requeued;     /* message.replayed */
+    atomic_uint_fast64_t limited;      /* api.rate_limited */
+    atomic_uint_fast64_t limiter_err;  /* api.limiter_failed */
+    atomic_uint_fast64_t tenants;      /* tenant.created */
+    atomic_uint_fast64_t instances;    /* instance.created */
+    atomic_uint_fast64_t auth_failed;  /* auth.failed */
+    atomic_uint_fast64_t nudges_lost;  /* nudge.dropped */
+    atomic_uint_fast64_t wh_applied;   /* webhook.applied */
+    atomic_uint_fast64_t wh_dup;       /* webhook.duplicate */
+    atomic_uint_fast64_t wh_unmatched; /* webhook.unmatched */
+    atomic_uint_fast64_t wh_ignored;   /* webhook.ignored */
+    atomic_uint_fast64_t settled;      /* message.settled */
+    atomic_uint_fast64_t opted_out;    /* contact.opted_out */
+    atomic_uint_fast64_t blocked;      /* message.blocked */
 } s_counters_t;
 
 typedef struct {
@@ -265,8 +286,10 @@ typedef struct {
     int64_t started_us; /* monotonic, for the latency count */
 } s_request_t;
 
-/*  Who may call a route. */
-typedef enum { S_ANYONE, S_ADMIN, S_TENANT } s_who_t;
+/*  Who may call a route. S_GATEWAY: no bearer key; the handler
+    authenticates the request from its own contents and puts the session
+    behind the tenant's wall itself (rcd_api_req_t.as_tenant). */
+typedef enum { S_ANYONE, S_ADMIN, S_TENANT, S_GATEWAY } s_who_t;
 
 /*  What a route creates, for the events. */
 typedef enum { S_MADE_NOTHING, S_MADE_TENANT, S_MADE_INSTANCE } s_made_t;
@@ -342,7 +365,8 @@ s_pool_acquire (self_t *self)
         rcd_api_contacts_prepare (db) != 0 ||
         rcd_api_templates_prepare (db) != 0 ||
         rcd_api_cycles_prepare (db) != 0 ||
-        rcd_api_dead_letters_prepare (db) != 0)
+        rcd_api_dead_letters_prepare (db) != 0 ||
+        rcd_api_webhooks_prepare (db) != 0)
         rcd_db_destroy (&db);
     return s_conn_new (&db);
 }
@@ -584,6 +608,12 @@ static const s_route_t s_routes[] = {
      S_MADE_NOTHING},
     {"POST", "/v1/dead-letters/replay", S_TENANT, rcd_api_dead_letter_replay,
      S_MADE_NOTHING},
+    {"POST", "/v1/webhooks/evolution/{id}", S_GATEWAY,
+     rcd_api_webhook_evolution, S_MADE_NOTHING},
+    {"GET", "/v1/webhooks/meta", S_GATEWAY, rcd_api_webhook_meta_verify,
+     S_MADE_NOTHING},
+    {"POST", "/v1/webhooks/meta", S_GATEWAY, rcd_api_webhook_meta,
+     S_MADE_NOTHING},
 };
 
 /*  True when path matches pattern. A pattern holds at most one "{...}"
@@ -654,7 +684,8 @@ s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply)
         return MHD_NO;
     }
     MHD_add_response_header (resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                             "application/json");
+                             reply->content_type ? reply->content_type
+                                                 : "application/json");
     if (reply->retry_after_s > 0) {
         char seconds[16];
         snprintf (seconds, sizeof seconds, "%d", reply->retry_after_s);
@@ -753,6 +784,13 @@ s_rate_take (self_t *self, s_conn_t *conn, int64_t tenant_id,
     return -1;
 }
 
+/*  rcd_api_req_t.as_tenant: ctx is the request's pooled connection. */
+static int
+s_as_tenant (void *ctx, int64_t tenant_id, rcd_api_reply_t *reply)
+{
+    return s_session_set (ctx, tenant_id, reply);
+}
+
 /*  Routes, authenticates and runs one complete request. */
 static enum MHD_Result
 s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
@@ -765,6 +803,11 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     req.body_size = r->size;
     req.default_country = self->config->default_country;
     req.replay_attempts = self->config->replay_attempts;
+    req.webhook_token =
+        MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "X-Webhook-Token");
+    req.signature = MHD_lookup_connection_value (conn, MHD_HEADER_KIND,
+                                                 "X-Hub-Signature-256");
+    req.as_tenant = s_as_tenant;
 
     const s_route_t *route = NULL;
     bool path_known = false;
@@ -802,11 +845,15 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
                             "out of memory");
         goto answer;
     }
-    if (route->who != S_ANYONE &&
+    req.as_tenant_ctx = pooled;
+    if ((route->who == S_ADMIN || route->who == S_TENANT) &&
         s_authenticate (self, conn, req.db, route->who, &req.tenant_id,
                         &reply) != 0)
         goto answer;
-    if (s_session_set (pooled, route->who == S_TENANT ? req.tenant_id : 0,
+    /* a gateway route's lookups work in whatever state the session is
+       in (SECURITY DEFINER functions); it calls as_tenant itself */
+    if (route->who != S_GATEWAY &&
+        s_session_set (pooled, route->who == S_TENANT ? req.tenant_id : 0,
                        &reply) != 0)
         goto answer;
     if (route->who == S_TENANT &&
@@ -817,7 +864,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
         MHD_get_connection_values (conn, MHD_GET_ARGUMENT_KIND, s_collect_query,
                                    req.query);
     route->fn (&req, &reply);
-    if (route->who == S_TENANT && rcd_db_generation (req.db) != pooled->gen) {
+    if (req.tenant_id > 0 && rcd_db_generation (req.db) != pooled->gen) {
         /* The connection was remade while the handler ran: what it did
            after that ran in a fresh session, walled but with no tenant
            (rcd_db_on_connect), so it read nothing and wrote nothing.
@@ -836,6 +883,13 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     atomic_fetch_add (&c->rejected, reply.rejected);
     atomic_fetch_add (&c->cancelled, reply.cancelled);
     atomic_fetch_add (&c->requeued, reply.requeued);
+    atomic_fetch_add (&c->wh_applied, reply.webhook_applied);
+    atomic_fetch_add (&c->wh_dup, reply.webhook_duplicates);
+    atomic_fetch_add (&c->wh_unmatched, reply.webhook_unmatched);
+    atomic_fetch_add (&c->wh_ignored, reply.webhook_ignored);
+    atomic_fetch_add (&c->settled, reply.settled);
+    atomic_fetch_add (&c->opted_out, reply.opted_out);
+    atomic_fetch_add (&c->blocked, reply.blocked);
     if (route->made == S_MADE_TENANT)
         atomic_fetch_add (&c->tenants, reply.created);
     else if (route->made == S_MADE_INSTANCE)
@@ -1130,6 +1184,13 @@ s_self_publish_counts (self_t *self)
         {"instance.created", &c->instances},
         {"auth.failed", &c->auth_failed},
         {"nudge.dropped", &c->nudges_lost},
+        {"webhook.applied", &c->wh_applied},
+        {"webhook.duplicate", &c->wh_dup},
+        {"webhook.unmatched", &c->wh_unmatched},
+        {"webhook.ignored", &c->wh_ignored},
+        {"message.settled", &c->settled},
+        {"contact.opted_out", &c->opted_out},
+        {"message.blocked", &c->blocked},
     };
     for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
         uint64_t v = atomic_exchange (simple[i].counter, 0);

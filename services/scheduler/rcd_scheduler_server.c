@@ -25,7 +25,8 @@
 
     Sender numbers. Before each claim the instances are read (one small
     query): an instance is usable when enabled, its health is not
-    close/refused/unauthorized/not_found, no gateway throttle pauses it
+    close/refused/unauthorized/not_found/logged_out (the last set by a
+    connection.update webhook), no gateway throttle pauses it
     (paused_until), its circuit is closed, and its hourly and daily caps
     have headroom. Each has a token bucket here (rate_per_second, burst_ms
     of burst, starting empty); the claim takes per instance at
@@ -113,7 +114,8 @@ const rcd_config_spec_t rcd_scheduler_config_specs[] = {
 static const char *s_instances_sql =
     "SELECT id, tenant_id, rate_per_second, headroom,"
     "       circuit_state <> 'closed' AS probe,"
-    "       CASE WHEN health IN ('close', 'refused', 'unauthorized',"
+    "       CASE WHEN health IN ('close', 'refused', 'unauthorized', "
+    "'logged_out',"
     "                            'not_found') THEN 'health_' || health"
     "            WHEN paused_until > now() THEN 'paused'"
     "            WHEN circuit_state <> 'closed'"

@@ -77,7 +77,7 @@ static const s_table_t s_tables[] = {
     {"dead_letters",
      "INSERT INTO dead_letters (tenant_id, message_id, reason, attempts)"
      "VALUES ($1::bigint, 0, 'seeded', 1)",
-     false, true},
+     true, true},
     {"templates",
      "INSERT INTO templates (tenant_id, key, variations)"
      "VALUES ($1::bigint, gen_random_uuid()::text, '{oi}')",
@@ -87,6 +87,12 @@ static const s_table_t s_tables[] = {
      "                            amount_cents, due_date, offsets_days)"
      "VALUES ($1::bigint, gen_random_uuid()::text, '+5511900000001', 100,"
      "        current_date, '{0}')",
+     true, true},
+    {"webhook_events",
+     "INSERT INTO webhook_events (tenant_id, instance_id, provider, kind,"
+     "                            event_key, payload)"
+     "VALUES ($1::bigint, 0, 'evolution', 'inbound',"
+     "        gen_random_uuid()::text, '{}')",
      true, true},
 };
 #define TABLES (sizeof s_tables / sizeof s_tables[0])
@@ -258,7 +264,8 @@ test_every_table_with_tenant_data_is_walled (void **state)
     assert_non_null (names);
     assert_string_equal (names, "api_rate_buckets,billing_cycles,contacts,"
                                 "dead_letters,instances,message_history,"
-                                "messages,recipient_pacing,templates");
+                                "messages,recipient_pacing,templates,"
+                                "webhook_events");
     free (names);
     for (size_t i = 0; i < TABLES + BOOKKEEPING; i++) {
         const char *name =
