@@ -52,10 +52,14 @@ CREATE TABLE webhook_events (
     received_at         timestamptz NOT NULL DEFAULT now(),
     outcome             text NOT NULL DEFAULT 'new',
     message_id          bigint,
+    tries               integer NOT NULL DEFAULT 0, -- applications so far
+    retry_at            timestamptz, -- unmatched: when recovery tries
+                                     -- again (NULL: never)
     UNIQUE (tenant_id, instance_id, event_key)
 );
-CREATE INDEX webhook_events_unmatched ON webhook_events (received_at)
-    WHERE outcome = 'unmatched';
+-- only the events recovery still retries: small whatever the history
+CREATE INDEX webhook_events_retry ON webhook_events (retry_at)
+    WHERE retry_at IS NOT NULL;
 CREATE INDEX webhook_events_received ON webhook_events (received_at);
 
 ALTER TABLE webhook_events ENABLE ROW LEVEL SECURITY;
@@ -310,9 +314,47 @@ BEGIN
         END IF;
     END IF;
 
+    -- an unmatched event is tried again after 1, 2, 4 ... 60 s: a
+    -- receipt or echo often overtakes the sender's own record of the send
     UPDATE webhook_events w SET outcome = rcd_webhook_apply.outcome,
-           message_id = rcd_webhook_apply.message_id
+           message_id = rcd_webhook_apply.message_id,
+           tries = w.tries + 1,
+           retry_at = CASE WHEN rcd_webhook_apply.outcome = 'unmatched'
+                           THEN now() + least(60, power(2, w.tries))
+                                        * interval '1 second' END
      WHERE w.id = e.id;
+END
+$$;
+
+-- Recovery's second look at unmatched events received within the last
+-- p_window_ms whose retry time has come, at most p_limit of them, oldest
+-- retry first; events locked by a concurrent application are skipped.
+-- Older ones stay unmatched and are not tried again. Answers how many
+-- were tried and how many found their message.
+CREATE FUNCTION rcd_webhook_rematch(p_window_ms bigint, p_limit integer,
+                                    OUT tried integer, OUT matched integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    ev bigint;
+    result text;
+BEGIN
+    tried := 0;
+    matched := 0;
+    UPDATE webhook_events SET retry_at = NULL
+     WHERE retry_at IS NOT NULL
+       AND received_at <= now() - p_window_ms * interval '1 millisecond';
+    FOR ev IN
+        SELECT id FROM webhook_events
+         WHERE retry_at <= now()
+         ORDER BY retry_at LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    LOOP
+        SELECT a.outcome INTO result FROM rcd_webhook_apply(ev) a;
+        tried := tried + 1;
+        IF result <> 'unmatched' THEN
+            matched := matched + 1;
+        END IF;
+    END LOOP;
 END
 $$;
 

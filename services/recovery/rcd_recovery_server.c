@@ -49,6 +49,13 @@
                           them); the cycle trigger fires on UPDATE OF status
                           only, and deleting terminal rows, which it no
                           longer counts, leaves open_messages right.
+                          Last, gateway webhook events received more than
+                          retention_s ago (they hold the contacts' texts).
+      webhook_rematch_ms  webhook events stored 'unmatched' (a receipt or
+                          echo that overtook the sender's record of the
+                          send) are applied again, each after 1, 2, 4 ..
+                          60 s, while younger than webhook_window_ms
+                          (rcd_webhook_rematch, migrations/0007).
     Config keys also: database_url, nudge_endpoint, events_endpoint,
     recovery_batch (rows per repair statement), drain_timeout_ms.
 
@@ -73,8 +80,10 @@
                           many of them are not 'open'
       retention.deleted   count messages, value batches, detail
                           "messages=<n> history=<n> dead_letters=<n>
-                          batches=<n>"
+                          webhook_events=<n> batches=<n>"
       pacing.deleted      count recipient_pacing rows deleted
+      webhook.rematched   count events that found their message on a
+                          retry, value events tried
     Events are sent only when their count is above 0 (health.checked
     always).
 
@@ -95,9 +104,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*  Retention batches per phase (messages, dead letters) and round: a
-    backlog beyond that waits for the next round, so one round never keeps
-    the database busy for long. */
+/*  Retention batches per phase (messages, dead letters, webhook events)
+    and round: a backlog beyond that waits for the next round, so one
+    round never keeps the database busy for long. */
 #define S_RETENTION_BATCHES 100
 /*  Longest health word stored. */
 #define S_STATE_MAX 32
@@ -141,6 +150,13 @@ const rcd_config_spec_t rcd_recovery_config_specs[] = {
                     10, 86400000, "period of the retention round"),
     RCD_CONFIG_INT ("retention_batch", S_TYPE, retention_batch, "1000", 1,
                     100000, "messages deleted per retention transaction"),
+    RCD_CONFIG_INT ("webhook_rematch_ms", S_TYPE, webhook_rematch_ms, "1000", 0,
+                    600000,
+                    "period of the retry of unmatched webhook events (0: "
+                    "off)"),
+    RCD_CONFIG_INT ("webhook_window_ms", S_TYPE, webhook_window_ms, "600000",
+                    1000, 86400000,
+                    "how long an unmatched webhook event is retried"),
     RCD_CONFIG_END};
 #undef S_TYPE
 
@@ -312,6 +328,23 @@ static const char *s_retention_dead_sql =
     ")"
     "SELECT count(*) FROM gone";
 
+/*  Webhook events received more than $1 seconds ago. $2 batch. Answers
+    the count. */
+static const char *s_retention_webhooks_sql =
+    "WITH old AS ("
+    "  SELECT id FROM webhook_events"
+    "   WHERE received_at < now() - $1::bigint * interval '1 second'"
+    "   ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+    "), gone AS ("
+    "  DELETE FROM webhook_events w USING old WHERE w.id = old.id RETURNING 1"
+    ")"
+    "SELECT count(*) FROM gone";
+
+/*  Unmatched webhook events due for another try: $1 window ms, $2 batch.
+    Answers (tried, matched). */
+static const char *s_rematch_sql =
+    "SELECT tried, matched FROM rcd_webhook_rematch($1::bigint, $2::integer)";
+
 /*  One instance being polled. */
 typedef struct {
     int64_t id;
@@ -326,11 +359,18 @@ typedef struct {
 } s_health_t;
 
 /*  A retention round, one batch per turn of the loop. */
+typedef enum {
+    S_PHASE_MESSAGES,
+    S_PHASE_DEAD_LETTERS,
+    S_PHASE_WEBHOOKS,
+    S_PHASES
+} s_phase_t;
+
 typedef struct {
     bool active;
-    bool dead_phase; /* messages done, dead letters now */
+    s_phase_t phase;
     int phase_batches;
-    int64_t batches, messages, history, dead_letters;
+    int64_t batches, messages, history, dead_letters, webhooks;
 } s_retention_t;
 
 typedef struct {
@@ -346,7 +386,7 @@ typedef struct {
     bool terminated; /* $TERM received */
     bool draining;   /* DRAIN received */
     int64_t next_heartbeat_ms, next_lease_ms, next_expiry_ms, next_unknown_ms,
-        next_health_ms, next_retention_ms;
+        next_health_ms, next_retention_ms, next_rematch_ms;
     s_health_t health;
     s_retention_t retention;
 } self_t;
@@ -396,6 +436,7 @@ s_self_new (zsock_t *pipe, const rcd_recovery_config_t *cfg)
     self->next_expiry_ms = s_first_run (cfg->expiry_check_ms, now);
     self->next_unknown_ms = s_first_run (cfg->unknown_check_ms, now);
     self->next_health_ms = s_first_run (cfg->health_check_ms, now);
+    self->next_rematch_ms = s_first_run (cfg->webhook_rematch_ms, now);
     self->next_retention_ms = cfg->retention_s > 0
                                   ? s_first_run (cfg->retention_check_ms, now)
                                   : S_NEVER;
@@ -427,7 +468,11 @@ s_self_new (zsock_t *pipe, const rcd_recovery_config_t *cfg)
         rcd_db_prepare (self->db, "health_record", s_health_record_sql) != 0 ||
         rcd_db_prepare (self->db, "retention_messages",
                         s_retention_messages_sql) != 0 ||
-        rcd_db_prepare (self->db, "retention_dead", s_retention_dead_sql) != 0)
+        rcd_db_prepare (self->db, "retention_dead", s_retention_dead_sql) !=
+            0 ||
+        rcd_db_prepare (self->db, "retention_webhooks",
+                        s_retention_webhooks_sql) != 0 ||
+        rcd_db_prepare (self->db, "rematch", s_rematch_sql) != 0)
         goto fail;
     return self;
 fail:
@@ -548,6 +593,27 @@ s_self_reconcile_unknown (self_t *self)
                      (uint64_t)(counts[0] + counts[1]), 0, counts[0], detail);
     if (counts[0] > 0)
         s_self_nudge (self, counts[0]);
+}
+
+/*  Applies again the unmatched webhook events whose retry time came. */
+static void
+s_self_rematch_webhooks (self_t *self)
+{
+    char window[24], batch[24];
+    snprintf (window, sizeof window, "%lld",
+              (long long)self->cfg->webhook_window_ms);
+    snprintf (batch, sizeof batch, "%lld", (long long)self->batch);
+    const char *params[] = {window, batch};
+    int64_t counts[2] = {0, 0}; /* tried, matched */
+    if (s_self_sweep (self, "rematch", 2, params, 2, counts) != 0 ||
+        counts[0] == 0)
+        return;
+    rcd_log_debug ("unmatched webhook events tried again", "{s:I, s:I}",
+                   "tried", (json_int_t)counts[0], "matched",
+                   (json_int_t)counts[1]);
+    if (counts[1] > 0)
+        rcd_events_emit (self->events, "webhook.rematched", (uint64_t)counts[1],
+                         0, counts[0], NULL);
 }
 
 /*  --------------------------------------------------------------------
@@ -760,16 +826,19 @@ static void
 s_self_finish_retention (self_t *self)
 {
     s_retention_t *r = &self->retention;
-    if (r->messages + r->dead_letters > 0) {
-        char detail[128];
+    if (r->messages + r->dead_letters + r->webhooks > 0) {
+        char detail[160];
         snprintf (detail, sizeof detail,
-                  "messages=%lld history=%lld dead_letters=%lld batches=%lld",
+                  "messages=%lld history=%lld dead_letters=%lld "
+                  "webhook_events=%lld batches=%lld",
                   (long long)r->messages, (long long)r->history,
-                  (long long)r->dead_letters, (long long)r->batches);
-        rcd_log_info ("retention deleted old rows", "{s:I, s:I, s:I, s:I}",
+                  (long long)r->dead_letters, (long long)r->webhooks,
+                  (long long)r->batches);
+        rcd_log_info ("retention deleted old rows", "{s:I, s:I, s:I, s:I, s:I}",
                       "messages", (json_int_t)r->messages, "history",
                       (json_int_t)r->history, "dead_letters",
-                      (json_int_t)r->dead_letters, "batches",
+                      (json_int_t)r->dead_letters, "webhook_events",
+                      (json_int_t)r->webhooks, "batches",
                       (json_int_t)r->batches);
         rcd_events_emit (self->events, "retention.deleted",
                          (uint64_t)r->messages, 0, r->batches, detail);
@@ -787,7 +856,9 @@ s_self_retention_step (self_t *self)
     snprintf (batch, sizeof batch, "%lld", (long long)self->retention_batch);
     const char *params[] = {age, batch};
     rcd_db_res_t *res = NULL;
-    const char *stmt = r->dead_phase ? "retention_dead" : "retention_messages";
+    static const char *const stmts[S_PHASES] = {
+        "retention_messages", "retention_dead", "retention_webhooks"};
+    const char *stmt = stmts[r->phase];
     if (rcd_db_run (self->db, stmt, 2, params, &res) != 0) {
         rcd_log_warn ("retention failed", "{s:s, s:s}", "step", stmt, "error",
                       rcd_db_error (self->db));
@@ -795,21 +866,23 @@ s_self_retention_step (self_t *self)
         return;
     }
     int64_t deleted = rcd_db_res_int64 (res, 0, 0);
-    if (r->dead_phase)
-        r->dead_letters += deleted;
-    else {
+    if (r->phase == S_PHASE_MESSAGES) {
         r->messages += deleted;
         r->history += rcd_db_res_int64 (res, 0, 1);
     }
+    else if (r->phase == S_PHASE_DEAD_LETTERS)
+        r->dead_letters += deleted;
+    else
+        r->webhooks += deleted;
     rcd_db_res_destroy (&res);
     r->batches++;
     r->phase_batches++;
     if (deleted < self->retention_batch ||
         r->phase_batches >= S_RETENTION_BATCHES) {
-        if (r->dead_phase)
+        if (r->phase + 1 == S_PHASES)
             s_self_finish_retention (self);
         else {
-            r->dead_phase = true;
+            r->phase++;
             r->phase_batches = 0;
         }
     }
@@ -851,6 +924,10 @@ s_self_handle_tick (self_t *self)
         s_self_reconcile_unknown (self);
         self->next_unknown_ms = s_next_run (cfg->unknown_check_ms, now);
     }
+    if (now >= self->next_rematch_ms) {
+        s_self_rematch_webhooks (self);
+        self->next_rematch_ms = s_next_run (cfg->webhook_rematch_ms, now);
+    }
     if (now >= self->next_health_ms && !self->health.probes) {
         s_self_start_health (self);
         self->next_health_ms = s_next_run (cfg->health_check_ms, now);
@@ -872,8 +949,11 @@ s_self_wait_ms (self_t *self)
         return 0;
     int64_t next = self->next_heartbeat_ms;
     if (!self->draining) {
-        int64_t due[] = {self->next_lease_ms, self->next_expiry_ms,
-                         self->next_unknown_ms, self->next_retention_ms,
+        int64_t due[] = {self->next_lease_ms,
+                         self->next_expiry_ms,
+                         self->next_unknown_ms,
+                         self->next_retention_ms,
+                         self->next_rematch_ms,
                          self->health.probes ? S_NEVER : self->next_health_ms};
         for (size_t i = 0; i < sizeof due / sizeof due[0]; i++)
             if (due[i] < next)

@@ -31,6 +31,8 @@ typedef struct {
     int64_t retention_s;        /* age of deletable terminal rows, 0: keep */
     int64_t retention_check_ms; /* period of the retention round */
     int64_t retention_batch;    /* messages deleted per transaction */
+    int64_t webhook_rematch_ms; /* period of the unmatched webhook retry */
+    int64_t webhook_window_ms;  /* how long unmatched events are retried */
 } rcd_recovery_config_t;
 
 extern const rcd_config_spec_t rcd_recovery_config_specs[];

@@ -374,7 +374,8 @@ s_setup (void **state)
         .retention_batch = 3,
     };
     free (s_sql ("TRUNCATE messages, message_history, dead_letters,"
-                 " recipient_pacing, billing_cycles, instances",
+                 " recipient_pacing, billing_cycles, instances,"
+                 " webhook_events",
                  0));
     rcd_gwsim_reset (s_sim);
     *state = fx;
@@ -758,9 +759,22 @@ test_retention_deletes_old_terminal_rows_in_batches (void **state)
     char late[24];
     s_message (late, "failed", 5, 5, 7200, NULL, NULL);
     s_history (late, 3, "failed", "late");
-    /* one message, its 3 history rows; a batch of each phase */
+    /* webhook events (they hold the contacts' replies) go by age too */
+    free (s_sql ("INSERT INTO webhook_events (tenant_id, instance_id,"
+                 " provider, kind, event_key, payload, received_at)"
+                 " VALUES ($1, 1, 'evolution', 'inbound', 'inbound:old', '{}',"
+                 "         now() - interval '2 hours'),"
+                 "        ($1, 1, 'evolution', 'inbound', 'inbound:young',"
+                 "         '{}', now()) RETURNING 1",
+                 1, s_tenant));
+    /* one message, its 3 history rows, one event; a batch of each phase */
     s_wait_detail (fx, "retention.deleted",
-                   "messages=1 history=3 dead_letters=0 batches=2");
+                   "messages=1 history=3 dead_letters=0 webhook_events=1"
+                   " batches=3");
+    s_expect ("inbound:young",
+              "SELECT string_agg(event_key, ',')"
+              " FROM webhook_events",
+              NULL);
 
     for (int i = 0; i < 10; i++) {
         s_expect ("0", "SELECT count(*) FROM messages WHERE id = $1", gone[i]);
@@ -789,9 +803,9 @@ test_retention_deletes_old_terminal_rows_in_batches (void **state)
               done_cycle);
     s_event_t *e = s_event_find (fx, "retention.deleted",
                                  "messages=1 history=3 dead_letters=0"
-                                 " batches=2");
+                                 " webhook_events=1 batches=3");
     assert_int_equal (e->count, 1);
-    assert_int_equal (e->value, 2);
+    assert_int_equal (e->value, 3);
     s_expect ("0", "SELECT count(*) FROM messages WHERE id = $1", late);
 }
 
@@ -803,7 +817,8 @@ test_retention_rounds_work_off_a_backlog_in_small_batches (void **state)
     fx->cfg.retention_check_ms = 100;
     fx->cfg.retention_batch = 3;
     s_start (fx);
-    /* 10 rows: batches of 3, 3, 3, 1, then one of dead letters */
+    /* 10 rows: batches of 3, 3, 3, 1, then one of dead letters and one
+       of webhook events */
     free (s_sql ("WITH m AS (INSERT INTO messages (tenant_id, to_phone, body,"
                  " status, updated_at) SELECT $1, '+5511900000002', 'x',"
                  " 'sent', now() - interval '2 hours'"
@@ -814,9 +829,9 @@ test_retention_rounds_work_off_a_backlog_in_small_batches (void **state)
     s_wait_sum (fx, "retention.deleted", 10);
     s_event_t *e = s_event_find (fx, "retention.deleted", NULL);
     assert_int_equal (e->count, 10);
-    assert_int_equal (e->value, 5);
-    assert_string_equal (e->detail,
-                         "messages=10 history=10 dead_letters=0 batches=5");
+    assert_int_equal (e->value, 6);
+    assert_string_equal (e->detail, "messages=10 history=10 dead_letters=0 "
+                                    "webhook_events=0 batches=6");
     s_expect ("0", "SELECT count(*) FROM messages", NULL);
     s_expect ("0", "SELECT count(*) FROM message_history", NULL);
     /* DRAIN is answered while rounds go on */
@@ -879,6 +894,78 @@ test_pacing_rows_past_a_minute_are_deleted (void **state)
 }
 
 /*  --------------------------------------------------------------------
+    Unmatched webhook events */
+
+/*  Records a receipt through the ingestor's own function; answers its
+    outcome. */
+static char *
+s_receipt (const char *provider_id, const char *status)
+{
+    char key[96];
+    snprintf (key, sizeof key, "receipt:%s:%s", provider_id, status);
+    return s_sql ("SELECT outcome FROM rcd_webhook_record($1, 1, 'evolution',"
+                  " 'receipt', $2, $3, $4, NULL, NULL, NULL, NULL, '{}')",
+                  4, s_tenant, key, provider_id, status);
+}
+
+static void
+test_unmatched_receipts_are_applied_once_their_message_is_known (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.webhook_rematch_ms = 50;
+    fx->cfg.webhook_window_ms = 60000;
+    /* receipts that overtook the sender's record of the send */
+    const char *outcomes[] = {"delivered", "read"};
+    for (int i = 0; i < 2; i++) {
+        char *o = s_receipt ("LATE1", outcomes[i]);
+        assert_string_equal (o, "unmatched");
+        free (o);
+    }
+    /* one received before the window: never tried again */
+    char *o = s_receipt ("OLD1", "delivered");
+    assert_string_equal (o, "unmatched");
+    free (o);
+    free (s_sql ("UPDATE webhook_events SET received_at = now() - interval"
+                 " '2 minutes', retry_at = now() WHERE provider_message_id ="
+                 " 'OLD1' RETURNING 1",
+                 0));
+    s_start (fx);
+    char id[24], old[24];
+    s_message (id, "sent", 1, 5, 0, NULL, NULL);
+    s_message (old, "sent", 1, 5, 0, NULL, NULL);
+    free (s_sql ("UPDATE messages SET provider_message_id = CASE id"
+                 " WHEN $1::bigint THEN 'LATE1' ELSE 'OLD1' END"
+                 " WHERE id IN ($1::bigint, $2::bigint) RETURNING 1",
+                 2, id, old));
+    /* the first retry comes a second after the receipt */
+    s_wait_sum (fx, "webhook.rematched", 2);
+    s_expect ("read", "SELECT status FROM messages WHERE id = $1", id);
+    s_expect ("t",
+              "SELECT delivered_at IS NOT NULL AND read_at IS NOT NULL"
+              " FROM messages WHERE id = $1",
+              id);
+    s_expect ("applied,applied",
+              "SELECT string_agg(outcome, ',' ORDER BY id) FROM webhook_events"
+              " WHERE provider_message_id = 'LATE1'",
+              NULL);
+    s_expect ("0",
+              "SELECT count(*) FROM webhook_events"
+              " WHERE provider_message_id = 'LATE1'"
+              "   AND retry_at IS NOT NULL",
+              NULL);
+    /* the old one stays unmatched, no longer retried */
+    s_wait_count ("SELECT count(*) FROM webhook_events"
+                  " WHERE provider_message_id = 'OLD1' AND retry_at IS NULL",
+                  NULL, 1);
+    s_expect ("sent", "SELECT status FROM messages WHERE id = $1", old);
+    s_expect ("unmatched",
+              "SELECT outcome FROM webhook_events"
+              " WHERE provider_message_id = 'OLD1'",
+              NULL);
+    assert_int_equal (s_event_sum (fx, "webhook.rematched"), 2);
+}
+
+/*  --------------------------------------------------------------------
     rcd_http_escape */
 
 static void
@@ -921,6 +1008,9 @@ main (void)
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (
             test_pacing_rows_past_a_minute_are_deleted, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_unmatched_receipts_are_applied_once_their_message_is_known,
+            s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (
             test_http_escape_keeps_a_name_in_one_segment, NULL, NULL),
     };
