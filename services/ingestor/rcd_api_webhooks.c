@@ -482,9 +482,10 @@ s_evolution_auth (rcd_api_req_t *req, rcd_api_reply_t *reply, json_t *body,
         return -1;
     }
     int rc = -1;
-    /* an unknown tenant answers as a wrong token does */
-    if (!token || rcd_db_res_rows (res) != 1 ||
-        !rcd_crypto_equal (token, rcd_db_res_value (res, 0, 0))) {
+    /* an unknown tenant (a row of NULLs) answers as a wrong token does */
+    const char *expected =
+        rcd_db_res_rows (res) == 1 ? rcd_db_res_value (res, 0, 0) : NULL;
+    if (!token || !expected || !rcd_crypto_equal (token, expected)) {
         rcd_api_reply_fail (reply, 401, "unauthorized", NULL,
                             "missing or wrong webhook token (header "
                             "X-Webhook-Token or ?token=)");
