@@ -14,28 +14,37 @@
                               per-number errors, instances, rate cap, down)
       POST /_sim/reset        forget counts, log, errors and knobs
       GET  /_sim/counts       {total, distinct, duplicates, errors, items?}
+      GET  /_sim/stats        the counts without items, plus webhooks:
+                              {scheduled, posted, rejected, failed, ...}
       GET  /_sim/log          arrival log, paged by since_seq
     Every answered send runs one pipeline: auth, instance, body, down,
     instance state, forced error for the number, random error, per-number
     rate cap, then count and log. Only successes and unknown_400 are counted
-    (a real gateway may have delivered the latter). Latency, jitter and
+    (a real gateway may have delivered the latter), and only they call the
+    client's webhooks back (rcd_gwhooks: Evolution's send.message echo and
+    messages.update receipts, Meta's signed statuses), from a thread of
+    their own, when the "webhook" knob names a URL. Latency, jitter and
     Evolution's delay hold the answer with MHD_suspend_connection and one
     timer thread, so no server thread sleeps; a hang holds it for hang_ms
     and then closes the connection; reset closes it at once.
 
     Threads: libmicrohttpd's pool (2 threads, epoll) runs the handlers; one
-    timer thread resumes held connections. Locks, never nested except
-    reset_lock -> store_lock: config_lock (knobs), store_lock (counts, log,
-    rate windows), hold_lock (timer heap).
+    timer thread resumes held connections; rcd_gwhooks' thread posts the
+    webhooks. Locks, never nested except reset_lock -> store_lock and
+    config_lock -> rcd_gwhooks' own (a config or a reset installs the
+    webhook settings): config_lock (knobs), store_lock (counts, log, rate
+    windows), hold_lock (timer heap).
 
     Shutdown (destroy): stop holding new answers, resume every held
     connection, wait up to 1 s for the delayed answers to go out (their
     messages were counted), then stop the daemon, which closes all
-    connections; hung requests are closed without an answer.
+    connections; hung requests are closed without an answer. Webhooks
+    still queued or in flight are abandoned.
     =========================================================================
 */
 
 #include "rcd_gwsim.h"
+#include "rcd_gwhooks.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -117,6 +126,7 @@ typedef enum {
     ROUTE_SIM_CONFIG,
     ROUTE_SIM_RESET,
     ROUTE_SIM_COUNTS,
+    ROUTE_SIM_STATS,
     ROUTE_SIM_LOG
 } s_route_t;
 
@@ -177,25 +187,30 @@ typedef struct {
     int hang_ms;                //  how long a hang holds the connection
     bool down;                  //  answer 503 to every send
     json_int_t seed;            //  last seed applied
-    json_t *instances;          //  name -> {state, apikey, token, unknown}
+    json_t *instances;          //  name -> {state, apikey, token,
+                                //  app_secret, unknown}
     json_t *number_errors;      //  number -> kind name
+    json_t *webhook;            //  full webhook settings (rcd_gwhooks);
+                                //  never changed once installed
 } s_config_t;
 
 //  What one send needs from the knobs, copied out under config_lock.
 typedef struct {
-    bool unknown;           //  instance configured as unknown
-    bool has_apikey;        //  instance has a configured apikey
-    bool has_token;         //  instance has a configured Meta token
-    char state[32];         //  connection state, default "open"
-    char apikey[S_KEY_MAX]; //  configured apikey
-    char token[S_KEY_MAX];  //  configured Meta bearer token
-    s_fate_t forced;        //  number_errors kind, or FATE_SENT
-    s_fate_t drawn;         //  kind drawn from error_rates, or FATE_SENT
-    bool down;              //  every send fails
-    int hold_ms;            //  latency plus jitter for this answer
-    int retry_after_s;      //  for 429 answers
-    int rate_cap;           //  per-number cap, 0 off
-    int hang_ms;            //  hang duration
+    bool unknown;               //  instance configured as unknown
+    bool has_apikey;            //  instance has a configured apikey
+    bool has_token;             //  instance has a configured Meta token
+    char state[32];             //  connection state, default "open"
+    char apikey[S_KEY_MAX];     //  configured apikey
+    char token[S_KEY_MAX];      //  configured Meta bearer token
+    bool has_app_secret;        //  instance has its own Meta app secret
+    char app_secret[S_KEY_MAX]; //  it, for signing webhooks
+    s_fate_t forced;            //  number_errors kind, or FATE_SENT
+    s_fate_t drawn;             //  kind drawn from error_rates, or FATE_SENT
+    bool down;                  //  every send fails
+    int hold_ms;                //  latency plus jitter for this answer
+    int retry_after_s;          //  for 429 answers
+    int rate_cap;               //  per-number cap, 0 off
+    int hang_ms;                //  hang duration
 } s_snapshot_t;
 
 //  Per-request state, kept in MHD's con_cls until the request completes.
@@ -243,6 +258,7 @@ struct rcd_gwsim {
     bool stopping;                    //  destroy started: hold nothing new
     pthread_t timer;                  //  resumes held connections
     bool timer_started;               //  timer must be joined
+    rcd_gwhooks_t *hooks;             //  posts the webhooks of sends
 };
 
 //  --------------------------------------------------------------------------
@@ -420,7 +436,9 @@ s_config_init (s_config_t *config)
     config->seed = (json_int_t)S_DEFAULT_SEED;
     config->instances = json_object ();
     config->number_errors = json_object ();
-    return config->instances && config->number_errors ? 0 : -1;
+    config->webhook = rcd_gwhooks_defaults ();
+    return config->instances && config->number_errors && config->webhook ? 0
+                                                                         : -1;
 }
 
 //  Release a configuration's JSON members.
@@ -429,8 +447,10 @@ s_config_fini (s_config_t *config)
 {
     json_decref (config->instances);
     json_decref (config->number_errors);
+    json_decref (config->webhook);
     config->instances = NULL;
     config->number_errors = NULL;
+    config->webhook = NULL;
 }
 
 //  Read an integer knob within [min, max]; -2 with a message otherwise.
@@ -502,10 +522,11 @@ s_check_instance (const char *name, json_t *entry, char *err, size_t err_size)
     json_t *value;
     json_object_foreach (entry, key, value)
     {
-        size_t limit = strcmp (key, "state") == 0    ? 32
-                       : strcmp (key, "apikey") == 0 ? S_KEY_MAX
-                       : strcmp (key, "token") == 0  ? S_KEY_MAX
-                                                     : 0;
+        size_t limit = strcmp (key, "state") == 0        ? 32
+                       : strcmp (key, "apikey") == 0     ? S_KEY_MAX
+                       : strcmp (key, "token") == 0      ? S_KEY_MAX
+                       : strcmp (key, "app_secret") == 0 ? S_KEY_MAX
+                                                         : 0;
         if (limit && json_is_string (value) &&
             strlen (json_string_value (value)) < limit)
             continue;
@@ -574,8 +595,10 @@ s_apply_config (rcd_gwsim_t *self, const char *json, size_t len, char *err,
     s_config_t next = self->config;
     next.instances = json_deep_copy (self->config.instances);
     next.number_errors = json_deep_copy (self->config.number_errors);
+    next.webhook = json_incref (self->config.webhook);
     int rc = next.instances && next.number_errors ? 0 : -1;
     bool seeded = false;
+    bool webhook_changed = false;
     const char *key;
     json_t *value;
     json_object_foreach (doc, key, value)
@@ -605,6 +628,16 @@ s_apply_config (rcd_gwsim_t *self, const char *json, size_t len, char *err,
         else if (strcmp (key, "number_errors") == 0)
             rc = s_patch_map (next.number_errors, value, key,
                               s_check_number_error, err, err_size);
+        else if (strcmp (key, "webhook") == 0) {
+            json_t *merged = NULL;
+            rc =
+                rcd_gwhooks_merge (next.webhook, value, &merged, err, err_size);
+            if (rc == 0) {
+                json_decref (next.webhook);
+                next.webhook = merged;
+                webhook_changed = true;
+            }
+        }
         else if (strcmp (key, "down") == 0 && json_is_boolean (value))
             next.down = json_is_true (value);
         else if (strcmp (key, "seed") == 0 && json_is_integer (value)) {
@@ -616,6 +649,10 @@ s_apply_config (rcd_gwsim_t *self, const char *json, size_t len, char *err,
             rc = -2;
         }
     }
+    //  the webhook thread takes its settings last: a failure there still
+    //  leaves everything as it was
+    if (rc == 0 && webhook_changed)
+        rc = rcd_gwhooks_set_settings (self->hooks, next.webhook);
     if (rc == 0) {
         s_config_fini (&self->config);
         self->config = next;
@@ -643,12 +680,13 @@ s_config_to_json (rcd_gwsim_t *self)
             json_object_set_new (rates, s_fate_names[kind],
                                  json_real (config->rates[kind]));
     json_t *doc = json_pack (
-        "{s:i, s:i, s:o*, s:i, s:i, s:i, s:b, s:I, s:O, s:O}", "latency_ms",
-        config->latency_ms, "latency_jitter_ms", config->jitter_ms,
-        "error_rates", rates, "retry_after_s", config->retry_after_s,
-        "per_number_rate_cap", config->rate_cap, "hang_ms", config->hang_ms,
-        "down", config->down, "seed", config->seed, "instances",
-        config->instances, "number_errors", config->number_errors);
+        "{s:i, s:i, s:o*, s:i, s:i, s:i, s:b, s:I, s:O, s:O, s:O}",
+        "latency_ms", config->latency_ms, "latency_jitter_ms",
+        config->jitter_ms, "error_rates", rates, "retry_after_s",
+        config->retry_after_s, "per_number_rate_cap", config->rate_cap,
+        "hang_ms", config->hang_ms, "down", config->down, "seed", config->seed,
+        "instances", config->instances, "number_errors", config->number_errors,
+        "webhook", config->webhook);
     pthread_mutex_unlock (&self->config_lock);
     return doc;
 }
@@ -688,6 +726,8 @@ s_take_snapshot (rcd_gwsim_t *self, const char *instance, const char *number,
             s_copy_knob (entry, "apikey", snap->apikey, sizeof snap->apikey);
         snap->has_token =
             s_copy_knob (entry, "token", snap->token, sizeof snap->token);
+        snap->has_app_secret = s_copy_knob (
+            entry, "app_secret", snap->app_secret, sizeof snap->app_secret);
     }
     if (number && json_object_size (config->number_errors)) {
         json_t *kind = json_object_get (config->number_errors, number);
@@ -870,6 +910,22 @@ s_counts_to_json (rcd_gwsim_t *self, bool with_items)
         json_object_set_new (doc, "items", items);
     else
         json_decref (items);
+    return doc;
+}
+
+//  GET /_sim/stats: the counts without items, and the webhook counters.
+static json_t *
+s_stats_to_json (rcd_gwsim_t *self)
+{
+    json_t *doc = s_counts_to_json (self, false);
+    json_t *webhooks = rcd_gwhooks_stats (self->hooks);
+    if (doc && webhooks)
+        json_object_set_new (doc, "webhooks", webhooks);
+    else {
+        json_decref (doc);
+        json_decref (webhooks);
+        doc = NULL;
+    }
     return doc;
 }
 
@@ -1108,39 +1164,66 @@ s_answer_control_error (s_request_t *req, unsigned int status, const char *code,
     return s_queue_answer (req, status, s_new_json_response (doc));
 }
 
-//  Evolution's 201 body: key.id is what receipts will refer to, so it is
-//  unique; instanceId is stable per instance name, as in the real one.
-static struct MHD_Response *
-s_new_evolution_success (rcd_gwsim_t *self, const char *instance,
-                         const char *number, const char *text)
+//  Evolution's instanceId: a UUID-looking value, stable per instance name
+//  as in the real one.
+static void
+s_make_instance_id (const char *instance, char instance_id[40])
 {
-    char digits[80], jid[96], id[24], instance_id[40];
-    s_copy_digits (digits, sizeof digits, number);
-    snprintf (jid, sizeof jid, "%s@s.whatsapp.net", digits);
-    snprintf (id, sizeof id, "3EB0%016" PRIX64, s_unique_u64 (self));
     uint64_t hash = s_hash_bytes (instance, strlen (instance), S_FNV_BASIS);
     uint64_t hash2 = s_mix_u64 (hash);
-    snprintf (instance_id, sizeof instance_id,
+    snprintf (instance_id, 40,
               "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-a%03" PRIx64
               "-%012" PRIx64,
               hash >> 32, (hash >> 16) & 0xffff, hash & 0xfff, hash2 >> 52,
               (uint64_t)(hash2 & 0xffffffffffffULL));
+}
+
+//  Evolution's 201 body: key.id is what receipts will refer to, so the
+//  caller makes it unique.
+static struct MHD_Response *
+s_new_evolution_success (const char *instance, const char *number,
+                         const char *text, const char *id, int64_t timestamp)
+{
+    char digits[80], jid[96], instance_id[40];
+    s_copy_digits (digits, sizeof digits, number);
+    snprintf (jid, sizeof jid, "%s@s.whatsapp.net", digits);
+    s_make_instance_id (instance, instance_id);
     return s_new_json_response (json_pack (
         "{s:{s:s, s:b, s:s}, s:s, s:s, s:{s:s}, s:s, s:I, s:s, s:s}", "key",
         "remoteJid", jid, "fromMe", 1, "id", id, "pushName", "", "status",
         "PENDING", "message", "conversation", text, "messageType",
-        "conversation", "messageTimestamp", (json_int_t)(s_wall_ms () / 1000),
-        "instanceId", instance_id, "source", "unknown"));
+        "conversation", "messageTimestamp", (json_int_t)timestamp, "instanceId",
+        instance_id, "source", "unknown"));
 }
 
-//  Meta's 200 body: a fresh wamid, and wa_id as the digits of to.
-static struct MHD_Response *
-s_new_meta_success (rcd_gwsim_t *self, const char *to, const char *text)
+//  Queue the webhooks of an Evolution send that went out (or may have):
+//  the same key.id and timestamp as its 201 would carry.
+static void
+s_evolution_webhooks (s_request_t *req, const char *apikey, const char *number,
+                      const char *text, const char *id, int64_t timestamp,
+                      int typing_ms)
 {
-    char wa_id[64], wamid[64];
+    char instance_id[40];
+    s_make_instance_id (req->name, instance_id);
+    rcd_gwhooks_evolution_t send = {.instance = req->name,
+                                    .instance_id = instance_id,
+                                    .apikey = apikey,
+                                    .number = number,
+                                    .text = text,
+                                    .key_id = id,
+                                    .timestamp = timestamp,
+                                    .typing_ms = typing_ms,
+                                    .server_url = req->self->url};
+    rcd_gwhooks_evolution_sent (req->self->hooks, &send);
+}
+
+//  Meta's 200 body with the wamid the caller made fresh, and wa_id as the
+//  digits of to.
+static struct MHD_Response *
+s_new_meta_success (const char *to, const char *text, const char *wamid)
+{
+    char wa_id[64];
     s_copy_digits (wa_id, sizeof wa_id, to);
-    snprintf (wamid, sizeof wamid, "wamid.HBgM%016" PRIX64 "%016" PRIX64,
-              s_unique_u64 (self), s_unique_u64 (self));
     json_t *message = json_pack ("{s:s}", "id", wamid);
     if (message && strncmp (text, "template:", 9) == 0)
         json_object_set_new (message, "message_status",
@@ -1329,11 +1412,20 @@ s_handle_evolution_send (s_request_t *req)
         atomic_fetch_add (&self->errors[fate], 1);
     else {
         fate = s_settle_send (self, &snap, req->name, number, text, true);
-        if (fate == FATE_SENT || fate == FATE_UNKNOWN_400)
-            hold_ms += s_read_delay (json_object_get (doc, "delay"));
-        if (fate == FATE_SENT)
-            response = s_new_evolution_success (self, req->name, number, text);
-        else if (fate != FATE_HANG && fate != FATE_RESET)
+        if (fate == FATE_SENT || fate == FATE_UNKNOWN_400) {
+            //  the message goes out (or may have): the webhooks follow
+            int typing_ms = s_read_delay (json_object_get (doc, "delay"));
+            char id[24];
+            snprintf (id, sizeof id, "3EB0%016" PRIX64, s_unique_u64 (self));
+            int64_t timestamp = s_wall_ms () / 1000;
+            hold_ms += typing_ms;
+            s_evolution_webhooks (req, apikey, number, text, id, timestamp,
+                                  typing_ms);
+            if (fate == FATE_SENT)
+                response = s_new_evolution_success (req->name, number, text, id,
+                                                    timestamp);
+        }
+        if (fate != FATE_SENT && fate != FATE_HANG && fate != FATE_RESET)
             response = s_new_evolution_failure (fate, number, &snap, &status);
     }
     json_decref (doc);
@@ -1463,9 +1555,22 @@ s_handle_meta_send (s_request_t *req)
         atomic_fetch_add (&self->errors[fate], 1);
     else {
         fate = s_settle_send (self, &snap, req->name, to, text, false);
-        if (fate == FATE_SENT)
-            response = s_new_meta_success (self, to, text);
-        else if (fate != FATE_HANG && fate != FATE_RESET)
+        if (fate == FATE_SENT || fate == FATE_UNKNOWN_400) {
+            //  the message goes out (or may have): its statuses follow
+            char wamid[64];
+            snprintf (wamid, sizeof wamid,
+                      "wamid.HBgM%016" PRIX64 "%016" PRIX64,
+                      s_unique_u64 (self), s_unique_u64 (self));
+            rcd_gwhooks_meta_t send = {
+                .phone_number_id = req->name,
+                .app_secret = snap.has_app_secret ? snap.app_secret : NULL,
+                .to = to,
+                .wamid = wamid};
+            rcd_gwhooks_meta_sent (self->hooks, &send);
+            if (fate == FATE_SENT)
+                response = s_new_meta_success (to, text, wamid);
+        }
+        if (fate != FATE_SENT && fate != FATE_HANG && fate != FATE_RESET)
             response = s_new_meta_failure (self, fate, &snap, &status);
     }
     free (text);
@@ -1548,6 +1653,8 @@ s_match_route (const char *method, const char *url, char **name)
             return ROUTE_SIM_RESET;
         if (strcmp (rest, "counts") == 0 && get)
             return ROUTE_SIM_COUNTS;
+        if (strcmp (rest, "stats") == 0 && get)
+            return ROUTE_SIM_STATS;
         if (strcmp (rest, "log") == 0 && get)
             return ROUTE_SIM_LOG;
         return ROUTE_NONE;
@@ -1684,6 +1791,9 @@ s_handle_access (void *cls, struct MHD_Connection *conn, const char *url,
                 req, 200,
                 s_new_json_response (s_counts_to_json (self, with_items)));
         }
+        case ROUTE_SIM_STATS:
+            return s_queue_answer (
+                req, 200, s_new_json_response (s_stats_to_json (self)));
         case ROUTE_SIM_LOG:
             return s_handle_log (req);
         case ROUTE_NONE:
@@ -1776,6 +1886,9 @@ rcd_gwsim_new (const char *bind_addr, int port)
                                   ((uint64_t)getpid () << 40));
     if (s_config_init (&self->config))
         goto failed;
+    self->hooks = rcd_gwhooks_new ();
+    if (!self->hooks)
+        goto failed;
     if (pthread_create (&self->timer, NULL, s_run_timer, self))
         goto failed;
     self->timer_started = true;
@@ -1848,6 +1961,8 @@ rcd_gwsim_destroy (rcd_gwsim_t **self_p)
     pthread_mutex_unlock (&self->hold_lock);
     if (self->daemon)
         MHD_stop_daemon (self->daemon);
+    //  no handler runs any more: nothing can queue a webhook
+    rcd_gwhooks_destroy (&self->hooks);
     pthread_rwlock_wrlock (&self->reset_lock);
     s_clear_store (self);
     pthread_rwlock_unlock (&self->reset_lock);
@@ -1901,6 +2016,7 @@ rcd_gwsim_reset (rcd_gwsim_t *self)
     s_config_fini (&self->config);
     self->config = fresh;
     atomic_store (&self->prng, S_DEFAULT_SEED);
+    rcd_gwhooks_reset (self->hooks);
     pthread_mutex_unlock (&self->config_lock);
 }
 
@@ -1969,6 +2085,14 @@ rcd_gwsim_errors (rcd_gwsim_t *self, const char *kind)
         if (strcmp (s_fate_names[fate], kind) == 0)
             return atomic_load (&self->errors[fate]);
     return 0;
+}
+
+size_t
+rcd_gwsim_webhooks (rcd_gwsim_t *self, const char *counter)
+{
+    assert (self);
+    assert (counter);
+    return rcd_gwhooks_counter (self->hooks, counter);
 }
 
 size_t

@@ -7,12 +7,17 @@
     (API.md "Gateways"), counts every accepted send by (instance or
     phone_number_id, number, text), and injects the failures a sender must
     survive: latency, 5xx, 429, throttle codes, not-on-WhatsApp, outcome
-    unknown, hangs and connection resets. A JSON control API under /_sim/
-    configures it and reads the counts and the arrival log; the methods
-    below do the same in process. README.md in this folder has the contract.
+    unknown, hangs and connection resets. After a send it counts, it calls
+    the client's webhooks back as the gateway would (Evolution's
+    send.message echo and messages.update receipts, Meta's signed
+    statuses) when the "webhook" knob names a URL. A JSON control API under
+    /_sim/ configures it and reads the counts, the webhook counters and the
+    arrival log; the methods below do the same in process. README.md in
+    this folder has the contract.
 
-    The server runs on libmicrohttpd's own threads: nothing here blocks the
-    caller except new (bind) and destroy (drain).
+    The server runs on libmicrohttpd's own threads and the webhooks are
+    posted from a thread of their own: nothing here blocks the caller
+    except new (bind) and destroy (drain).
     =========================================================================
 */
 
@@ -92,6 +97,16 @@ rcd_gwsim_count (rcd_gwsim_t *self, const char *instance, const char *number,
 //  "bad_request", "not_found", "too_large"). Unknown kinds count 0.
 size_t
 rcd_gwsim_errors (rcd_gwsim_t *self, const char *kind);
+
+//  One webhook counter (README.md "Webhooks"): "scheduled" (webhooks
+//  queued, copies included), "posted" (answered 2xx), "rejected"
+//  (answered with another status), "failed" (no answer: refused, timed
+//  out, reset), "dropped" (queue full), "duplicated" (extra copies made
+//  by duplicate_every), "retried" (extra attempts), "pending" (queued or
+//  in flight now). posted + rejected + failed counts attempts. Unknown
+//  names count 0.
+size_t
+rcd_gwsim_webhooks (rcd_gwsim_t *self, const char *counter);
 
 //  Answers being held right now (delay, latency or hang), so a test can
 //  wait until a request has reached the simulator.

@@ -3,17 +3,24 @@
 
     Starts rcd_gwsim in process on a free port and talks to it over real
     loopback HTTP with libcurl: success shapes, counting, each injected
-    failure, held and hung answers, the control endpoints. Waits poll for
+    failure, held and hung answers, the control endpoints, and the
+    webhooks it calls back (a small libmicrohttpd receiver in this file
+    records them: shapes, Meta's signature, duplicates, failures, timing). Waits poll for
     a condition with a deadline; nothing sleeps to synchronise.
     =========================================================================
 */
 
+#include "rcd_crypto.h"
 #include "rcd_gwsim.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -1119,6 +1126,654 @@ test_unknown_paths_are_404 (void **state)
     s_reply_free (&reply);
 }
 
+//  --------------------------------------------------------------------------
+//  Webhooks: a tiny receiver in the test records what the simulator posts
+
+#define S_HOOKS_MAX 64
+
+//  One POST the receiver got.
+typedef struct {
+    char *path;         //  URL path and query
+    char *body;         //  raw body
+    char *signature;    //  X-Hub-Signature-256, or NULL
+    char *token;        //  X-Webhook-Token, or NULL
+    char *content_type; //  Content-Type, or NULL
+    int64_t at_ms;      //  monotonic arrival time
+} s_hook_t;
+
+//  A webhook endpoint on a free port: records every POST and answers
+//  status after answer_ms.
+typedef struct {
+    struct MHD_Daemon *daemon;   //  the server
+    int port;                    //  bound port
+    char url[96];                //  http://127.0.0.1:port/hook
+    pthread_mutex_t lock;        //  guards hooks and count
+    s_hook_t hooks[S_HOOKS_MAX]; //  what arrived, in order
+    size_t count;                //  entries in hooks
+    atomic_int status;           //  answer status
+    atomic_int answer_ms;        //  how long each answer waits
+} s_receiver_t;
+
+//  Per-request body buffer of the receiver.
+typedef struct {
+    char *body;
+    size_t size;
+} s_upload_t;
+
+//  Copy a header value, or NULL when absent.
+static char *
+s_header_copy (struct MHD_Connection *conn, const char *name)
+{
+    const char *value =
+        MHD_lookup_connection_value (conn, MHD_HEADER_KIND, name);
+    return value ? strdup (value) : NULL;
+}
+
+//  The receiver's handler: collect the body, record it, answer.
+static enum MHD_Result
+s_receiver_access (void *cls, struct MHD_Connection *conn, const char *url,
+                   const char *method, const char *version,
+                   const char *upload_data, size_t *upload_data_size,
+                   void **con_cls)
+{
+    (void)method;
+    (void)version;
+    s_receiver_t *receiver = cls;
+    s_upload_t *upload = *con_cls;
+    if (!upload) {
+        upload = calloc (1, sizeof *upload);
+        *con_cls = upload;
+        return upload ? MHD_YES : MHD_NO;
+    }
+    if (*upload_data_size) {
+        char *body =
+            realloc (upload->body, upload->size + *upload_data_size + 1);
+        if (!body)
+            return MHD_NO;
+        memcpy (body + upload->size, upload_data, *upload_data_size);
+        upload->body = body;
+        upload->size += *upload_data_size;
+        upload->body[upload->size] = '\0';
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    const char *query =
+        MHD_lookup_connection_value (conn, MHD_GET_ARGUMENT_KIND, "token");
+    char path[256];
+    snprintf (path, sizeof path, "%s%s%s", url, query ? "?token=" : "",
+              query ? query : "");
+    pthread_mutex_lock (&receiver->lock);
+    if (receiver->count < S_HOOKS_MAX) {
+        s_hook_t *hook = &receiver->hooks[receiver->count++];
+        hook->path = strdup (path);
+        hook->body = upload->body ? upload->body : strdup ("");
+        upload->body = NULL;
+        hook->signature = s_header_copy (conn, "X-Hub-Signature-256");
+        hook->token = s_header_copy (conn, "X-Webhook-Token");
+        hook->content_type = s_header_copy (conn, "Content-Type");
+        hook->at_ms = s_now_ms ();
+    }
+    pthread_mutex_unlock (&receiver->lock);
+    //  a slow endpoint: this thread is the receiver's own (one per
+    //  connection), never the simulator's
+    int answer_ms = atomic_load (&receiver->answer_ms);
+    if (answer_ms > 0) {
+        struct timespec ts = {answer_ms / 1000, (answer_ms % 1000) * 1000000L};
+        nanosleep (&ts, NULL);
+    }
+    const char *text = "{\"received\":1}";
+    struct MHD_Response *response = MHD_create_response_from_buffer (
+        strlen (text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result rc = MHD_queue_response (
+        conn, (unsigned int)atomic_load (&receiver->status), response);
+    MHD_destroy_response (response);
+    return rc;
+}
+
+//  Free the receiver's per-request buffer.
+static void
+s_receiver_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    s_upload_t *upload = *con_cls;
+    if (upload) {
+        free (upload->body);
+        free (upload);
+        *con_cls = NULL;
+    }
+}
+
+static s_receiver_t *
+s_receiver_new (void)
+{
+    s_receiver_t *receiver = calloc (1, sizeof *receiver);
+    assert_non_null (receiver);
+    pthread_mutex_init (&receiver->lock, NULL);
+    atomic_init (&receiver->status, 200);
+    atomic_init (&receiver->answer_ms, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    receiver->daemon = MHD_start_daemon (
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+        NULL, NULL, s_receiver_access, receiver, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_NOTIFY_COMPLETED,
+        s_receiver_completed, receiver, MHD_OPTION_END);
+    assert_non_null (receiver->daemon);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info (receiver->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    receiver->port = info->port;
+    snprintf (receiver->url, sizeof receiver->url, "http://127.0.0.1:%d/hook",
+              receiver->port);
+    return receiver;
+}
+
+static void
+s_receiver_destroy (s_receiver_t **receiver_p)
+{
+    s_receiver_t *receiver = *receiver_p;
+    MHD_stop_daemon (receiver->daemon);
+    for (size_t i = 0; i < receiver->count; i++) {
+        s_hook_t *hook = &receiver->hooks[i];
+        free (hook->path);
+        free (hook->body);
+        free (hook->signature);
+        free (hook->token);
+        free (hook->content_type);
+    }
+    pthread_mutex_destroy (&receiver->lock);
+    free (receiver);
+    *receiver_p = NULL;
+}
+
+static size_t
+s_receiver_count (s_receiver_t *receiver)
+{
+    pthread_mutex_lock (&receiver->lock);
+    size_t count = receiver->count;
+    pthread_mutex_unlock (&receiver->lock);
+    return count;
+}
+
+//  Wait until the receiver holds n posts and the simulator has nothing
+//  pending, or fail after 5 s.
+static void
+s_wait_hooks (rcd_gwsim_t *sim, s_receiver_t *receiver, size_t n)
+{
+    int64_t deadline = s_now_ms () + 5000;
+    while ((s_receiver_count (receiver) < n ||
+            rcd_gwsim_webhooks (sim, "pending") > 0) &&
+           s_now_ms () < deadline)
+        s_pause_poll ();
+    assert_int_equal (s_receiver_count (receiver), n);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "pending"), 0);
+}
+
+//  The body of post i, parsed (caller decrefs).
+static json_t *
+s_hook_json (s_receiver_t *receiver, size_t i)
+{
+    assert_true (i < receiver->count);
+    json_t *doc = json_loads (receiver->hooks[i].body, 0, NULL);
+    assert_non_null (doc);
+    return doc;
+}
+
+//  String at key of obj; the test fails when it is not a string.
+static const char *
+s_str_at (json_t *obj, const char *key)
+{
+    const char *value = json_string_value (json_object_get (obj, key));
+    if (!value)
+        fail_msg ("no string '%s'", key);
+    return value;
+}
+
+//  Point the simulator's webhooks at the receiver with extra settings.
+static void
+s_configure_hooks (rcd_gwsim_t *sim, s_receiver_t *receiver, const char *extra)
+{
+    char doc[1024];
+    snprintf (doc, sizeof doc,
+              "{\"webhook\": {\"evolution_url\": \"%s?token=tk\", "
+              "\"meta_url\": \"%s\", \"meta_app_secret\": \"app-secret\"%s%s}}",
+              receiver->url, receiver->url, extra ? ", " : "",
+              extra ? extra : "");
+    s_configure (sim, doc);
+}
+
+static void
+test_webhooks_follow_an_evolution_send (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    s_configure_hooks (sim, receiver,
+                       "\"evolution_headers\": {\"X-Webhook-Token\": \"tk\"}");
+    s_reply_t reply = s_send_evolution (sim, "5511912345678", "olá");
+    assert_int_equal (reply.status, 201);
+    json_t *answer = s_parse (&reply);
+    s_reply_free (&reply);
+    const char *id = s_str_at (json_object_get (answer, "key"), "id");
+    s_wait_hooks (sim, receiver, 4);
+
+    //  the echo first in the queue, then one receipt per status; several
+    //  in flight at once may arrive in any order, as from the real one
+    bool seen[4] = {false};
+    static const char *statuses[] = {"SERVER_ACK", "DELIVERY_ACK", "READ"};
+    for (size_t i = 0; i < 4; i++) {
+        s_hook_t *hook = &receiver->hooks[i];
+        assert_string_equal (hook->path, "/hook?token=tk");
+        assert_string_equal (hook->token, "tk");
+        assert_non_null (strstr (hook->content_type, "application/json"));
+        assert_null (hook->signature);
+        json_t *doc = s_hook_json (receiver, i);
+        assert_string_equal (s_str_at (doc, "instance"), "inst");
+        assert_string_equal (s_str_at (doc, "apikey"), S_APIKEY);
+        assert_string_equal (s_str_at (doc, "server_url"), rcd_gwsim_url (sim));
+        assert_non_null (strstr (s_str_at (doc, "destination"), "/hook"));
+        assert_non_null (strchr (s_str_at (doc, "date_time"), 'Z'));
+        assert_non_null (strstr (s_str_at (doc, "sender"), "@s.whatsapp.net"));
+        json_t *data = json_object_get (doc, "data");
+        const char *event = s_str_at (doc, "event");
+        if (strcmp (event, "send.message") == 0) {
+            assert_false (seen[0]);
+            seen[0] = true;
+            json_t *key = json_object_get (data, "key");
+            assert_string_equal (s_str_at (key, "id"), id);
+            assert_string_equal (s_str_at (key, "remoteJid"),
+                                 "5511912345678@s.whatsapp.net");
+            assert_true (json_is_true (json_object_get (key, "fromMe")));
+            assert_string_equal (
+                s_str_at (json_object_get (data, "message"), "conversation"),
+                "olá");
+            assert_string_equal (s_str_at (data, "status"), "PENDING");
+            assert_int_equal (s_int_at (data, "messageTimestamp", NULL),
+                              s_int_at (answer, "messageTimestamp", NULL));
+            assert_string_equal (s_str_at (data, "instanceId"),
+                                 s_str_at (answer, "instanceId"));
+        }
+        else {
+            assert_string_equal (event, "messages.update");
+            assert_string_equal (s_str_at (data, "keyId"), id);
+            assert_string_equal (s_str_at (data, "remoteJid"),
+                                 "5511912345678@s.whatsapp.net");
+            assert_true (json_is_true (json_object_get (data, "fromMe")));
+            assert_string_equal (s_str_at (data, "instanceId"),
+                                 s_str_at (answer, "instanceId"));
+            assert_int_equal (strlen (s_str_at (data, "messageId")), 25);
+            int which = -1;
+            for (int s = 0; s < 3; s++)
+                if (strcmp (s_str_at (data, "status"), statuses[s]) == 0)
+                    which = s;
+            assert_true (which >= 0);
+            assert_false (seen[1 + which]);
+            seen[1 + which] = true;
+        }
+        json_decref (doc);
+    }
+    json_decref (answer);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "scheduled"), 4);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "posted"), 4);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "failed"), 0);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "rejected"), 0);
+
+    reply = s_get (sim, "/_sim/stats", NULL);
+    json_t *stats = s_parse (&reply);
+    json_t *webhooks = json_object_get (stats, "webhooks");
+    assert_int_equal (s_int_at (webhooks, "posted", NULL), 4);
+    assert_int_equal (s_int_at (webhooks, "pending", NULL), 0);
+    assert_int_equal (
+        s_int_at (json_object_get (webhooks, "by_status"), "200", NULL), 4);
+    assert_true (json_is_null (json_object_get (webhooks, "last_error")));
+    assert_int_equal (s_int_at (stats, "total", NULL), 1);
+    json_decref (stats);
+    s_reply_free (&reply);
+    s_receiver_destroy (&receiver);
+}
+
+//  HMAC-SHA256 of body with secret, as Meta's header carries it.
+static void
+s_meta_signature (const char *secret, const char *body, char *out,
+                  size_t out_size)
+{
+    char mac[65];
+    assert_int_equal (
+        rcd_crypto_hmac_sha256_hex (secret, body, strlen (body), mac), 0);
+    snprintf (out, out_size, "sha256=%s", mac);
+}
+
+static void
+test_webhooks_follow_a_meta_send_signed (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    s_configure_hooks (sim, receiver, NULL);
+    s_reply_t reply = s_send_meta (sim, "+5511912345678", "hello");
+    assert_int_equal (reply.status, 200);
+    json_t *answer = s_parse (&reply);
+    s_reply_free (&reply);
+    const char *wamid = s_str_at (
+        json_array_get (json_object_get (answer, "messages"), 0), "id");
+    s_wait_hooks (sim, receiver, 3);
+
+    bool seen[3] = {false};
+    static const char *statuses[] = {"sent", "delivered", "read"};
+    for (size_t i = 0; i < 3; i++) {
+        s_hook_t *hook = &receiver->hooks[i];
+        assert_string_equal (hook->path, "/hook");
+        char expected[80];
+        s_meta_signature ("app-secret", hook->body, expected, sizeof expected);
+        assert_non_null (hook->signature);
+        assert_string_equal (hook->signature, expected);
+        json_t *doc = s_hook_json (receiver, i);
+        assert_string_equal (s_str_at (doc, "object"),
+                             "whatsapp_business_account");
+        json_t *entry = json_array_get (json_object_get (doc, "entry"), 0);
+        assert_non_null (json_string_value (json_object_get (entry, "id")));
+        json_t *change = json_array_get (json_object_get (entry, "changes"), 0);
+        assert_string_equal (s_str_at (change, "field"), "messages");
+        json_t *value = json_object_get (change, "value");
+        assert_string_equal (s_str_at (value, "messaging_product"), "whatsapp");
+        assert_string_equal (
+            s_str_at (json_object_get (value, "metadata"), "phone_number_id"),
+            "1099");
+        json_t *statuses_json = json_object_get (value, "statuses");
+        assert_int_equal (json_array_size (statuses_json), 1);
+        json_t *status = json_array_get (statuses_json, 0);
+        assert_string_equal (s_str_at (status, "id"), wamid);
+        assert_string_equal (s_str_at (status, "recipient_id"),
+                             "5511912345678");
+        const char *stamp = s_str_at (status, "timestamp");
+        assert_int_equal (strspn (stamp, "0123456789"), strlen (stamp));
+        assert_true (atoll (stamp) >= time (NULL) - 5);
+        int which = -1;
+        for (int s = 0; s < 3; s++)
+            if (strcmp (s_str_at (status, "status"), statuses[s]) == 0)
+                which = s;
+        assert_true (which >= 0);
+        assert_false (seen[which]);
+        seen[which] = true;
+        //  read carries no pricing; sent and delivered do
+        assert_true ((json_object_get (status, "pricing") == NULL) ==
+                     (which == 2));
+        json_decref (doc);
+    }
+    json_decref (answer);
+
+    //  an instance's own app secret wins over the setting
+    s_configure (sim, "{\"instances\": {\"1099\": {\"app_secret\": \"own\"}},"
+                      "\"webhook\": {\"receipts\": [\"read\"]}}");
+    reply = s_send_meta (sim, "+5511912345678", "again");
+    assert_int_equal (reply.status, 200);
+    s_reply_free (&reply);
+    s_wait_hooks (sim, receiver, 4);
+    char expected[80];
+    s_meta_signature ("own", receiver->hooks[3].body, expected,
+                      sizeof expected);
+    assert_string_equal (receiver->hooks[3].signature, expected);
+    s_receiver_destroy (&receiver);
+}
+
+static void
+test_webhooks_follow_unknown_400_sends (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    s_configure_hooks (sim, receiver,
+                       "\"receipts\": [\"sent\"], \"strip_ninth_digit\": true,"
+                       " \"evolution_apikey\": false");
+    s_configure (sim, "{\"number_errors\": {\"5511912345678\": "
+                      "\"unknown_400\", \"5511900000001\": \"5xx\"}}");
+    //  a plain failure calls nothing back
+    s_reply_t reply = s_send_evolution (sim, "5511900000001", "lost");
+    assert_int_equal (reply.status, 503);
+    s_reply_free (&reply);
+    reply = s_send_evolution (sim, "5511912345678", "maybe");
+    assert_int_equal (reply.status, 400);
+    s_reply_free (&reply);
+    s_wait_hooks (sim, receiver, 2);
+    bool echo_seen = false;
+    for (size_t i = 0; i < 2; i++) {
+        json_t *doc = s_hook_json (receiver, i);
+        assert_true (json_is_null (json_object_get (doc, "apikey")));
+        json_t *data = json_object_get (doc, "data");
+        if (strcmp (s_str_at (doc, "event"), "send.message") == 0) {
+            json_t *key = json_object_get (data, "key");
+            //  an old account: the jid has no ninth digit
+            assert_string_equal (s_str_at (key, "remoteJid"),
+                                 "551112345678@s.whatsapp.net");
+            assert_string_equal (
+                s_str_at (json_object_get (data, "message"), "conversation"),
+                "maybe");
+            echo_seen = true;
+        }
+        else
+            assert_string_equal (s_str_at (data, "status"), "SERVER_ACK");
+        json_decref (doc);
+    }
+    assert_true (echo_seen);
+
+    reply = s_send_meta (sim, "5511912345678", "maybe");
+    assert_int_equal (reply.status, 500);
+    s_reply_free (&reply);
+    s_wait_hooks (sim, receiver, 3);
+    json_t *doc = s_hook_json (receiver, 2);
+    json_t *status = json_array_get (
+        json_object_get (
+            json_object_get (
+                json_array_get (
+                    json_object_get (
+                        json_array_get (json_object_get (doc, "entry"), 0),
+                        "changes"),
+                    0),
+                "value"),
+            "statuses"),
+        0);
+    assert_string_equal (s_str_at (status, "status"), "sent");
+    assert_string_equal (s_str_at (status, "recipient_id"), "551112345678");
+    assert_memory_equal (s_str_at (status, "id"), "wamid.", 6);
+    json_decref (doc);
+    s_receiver_destroy (&receiver);
+}
+
+static void
+test_webhooks_duplicate_every_posts_twice (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    s_configure_hooks (sim, receiver,
+                       "\"echo\": false, \"receipts\": [\"read\"], "
+                       "\"duplicate_every\": 2");
+    for (int i = 0; i < 4; i++) {
+        char text[16];
+        snprintf (text, sizeof text, "m%d", i);
+        s_reply_t reply = s_send_evolution (sim, "5511900000002", text);
+        assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    s_wait_hooks (sim, receiver, 6);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "duplicated"), 2);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "scheduled"), 6);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "posted"), 6);
+    //  two key ids arrive twice, byte for byte, two once
+    int twice = 0, once = 0;
+    for (size_t i = 0; i < 6; i++) {
+        int same = 0;
+        for (size_t j = 0; j < 6; j++)
+            same +=
+                strcmp (receiver->hooks[i].body, receiver->hooks[j].body) == 0;
+        twice += same == 2;
+        once += same == 1;
+    }
+    assert_int_equal (twice, 4);
+    assert_int_equal (once, 2);
+    s_receiver_destroy (&receiver);
+}
+
+static void
+test_webhook_failures_are_counted_and_retried (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    atomic_store (&receiver->status, 503);
+    s_configure_hooks (sim, receiver,
+                       "\"echo\": false, \"receipts\": [\"sent\"], "
+                       "\"retries\": 2, \"retry_ms\": 20");
+    s_reply_t reply = s_send_evolution (sim, "5511900000003", "x");
+    s_reply_free (&reply);
+    //  three attempts, all answered 503
+    s_wait_hooks (sim, receiver, 3);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "rejected"), 3);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "retried"), 2);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "posted"), 0);
+
+    //  a 4xx is not retried
+    atomic_store (&receiver->status, 401);
+    reply = s_send_evolution (sim, "5511900000003", "y");
+    s_reply_free (&reply);
+    s_wait_hooks (sim, receiver, 4);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "rejected"), 4);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "retried"), 2);
+
+    reply = s_get (sim, "/_sim/stats", NULL);
+    json_t *stats = s_parse (&reply);
+    json_t *webhooks = json_object_get (stats, "webhooks");
+    json_t *by_status = json_object_get (webhooks, "by_status");
+    assert_int_equal (s_int_at (by_status, "503", NULL), 3);
+    assert_int_equal (s_int_at (by_status, "401", NULL), 1);
+    assert_non_null (strstr (s_str_at (webhooks, "last_error"), "401"));
+    json_decref (stats);
+    s_reply_free (&reply);
+
+    //  nobody listening: no answer, counted as failed after its retries
+    char closed[64];
+    int port = receiver->port;
+    s_receiver_destroy (&receiver);
+    snprintf (closed, sizeof closed,
+              "{\"webhook\": {\"evolution_url\": \"http://127.0.0.1:%d/x\"}}",
+              port);
+    s_configure (sim, closed);
+    reply = s_send_evolution (sim, "5511900000003", "z");
+    s_reply_free (&reply);
+    int64_t deadline = s_now_ms () + 5000;
+    while (rcd_gwsim_webhooks (sim, "failed") < 3 && s_now_ms () < deadline)
+        s_pause_poll ();
+    assert_int_equal (rcd_gwsim_webhooks (sim, "failed"), 3);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "retried"), 4);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "posted"), 0);
+}
+
+static void
+test_webhook_delay_and_step_space_the_posts (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    s_configure_hooks (sim, receiver, "\"delay_ms\": 300, \"step_ms\": 150");
+    int64_t sent_ms = s_now_ms ();
+    s_reply_t reply = s_send_evolution (sim, "5511900000004", "slow");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+    s_wait_hooks (sim, receiver, 4);
+    static const char *order[] = {"PENDING", "SERVER_ACK", "DELIVERY_ACK",
+                                  "READ"};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *doc = s_hook_json (receiver, i);
+        assert_string_equal (s_str_at (json_object_get (doc, "data"), "status"),
+                             order[i]);
+        json_decref (doc);
+        assert_true (receiver->hooks[i].at_ms - sent_ms >=
+                     300 + 150 * (int64_t)i - 5);
+        if (i)
+            assert_true (
+                receiver->hooks[i].at_ms - receiver->hooks[i - 1].at_ms >= 100);
+    }
+    s_receiver_destroy (&receiver);
+}
+
+static void
+test_a_slow_webhook_endpoint_never_slows_sends (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_receiver_t *receiver = s_receiver_new ();
+    atomic_store (&receiver->answer_ms, 1500);
+    s_configure_hooks (sim, receiver, NULL);
+    int64_t start = s_now_ms ();
+    for (int i = 0; i < 10; i++) {
+        char text[16];
+        snprintf (text, sizeof text, "fast %d", i);
+        s_reply_t reply = s_send_evolution (sim, "5511900000005", text);
+        assert_int_equal (reply.status, 201);
+        s_reply_free (&reply);
+    }
+    //  ten sends while 40 webhooks queue behind an endpoint that takes
+    //  1.5 s per answer
+    assert_true (s_now_ms () - start < 1000);
+    assert_true (rcd_gwsim_webhooks (sim, "pending") > 0);
+    //  destroy abandons what is queued or in flight without waiting
+    s_reply_t reply = s_post (sim, "/_sim/reset", NULL, "", 5000);
+    assert_int_equal (reply.status, 200);
+    s_reply_free (&reply);
+    assert_int_equal (rcd_gwsim_webhooks (sim, "scheduled"), 0);
+    s_receiver_destroy (&receiver);
+}
+
+static void
+test_webhook_settings_validate_merge_and_reset (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    const char *bad[] = {
+        "{\"webhook\": 5}",
+        "{\"webhook\": {\"evolution_url\": \"ftp://x\"}}",
+        "{\"webhook\": {\"meta_url\": \"http://a b\"}}",
+        "{\"webhook\": {\"receipts\": [\"sent\", \"sent\"]}}",
+        "{\"webhook\": {\"receipts\": [\"played\"]}}",
+        "{\"webhook\": {\"retries\": 11}}",
+        "{\"webhook\": {\"duplicate_every\": -1}}",
+        "{\"webhook\": {\"echo\": 1}}",
+        "{\"webhook\": {\"evolution_headers\": {\"Bad Name\": \"x\"}}}",
+        "{\"webhook\": {\"colour\": \"red\"}}",
+        "{\"webhook\": {\"delay_ms\": 10}, \"typo\": 1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (rcd_gwsim_configure (sim, bad[i]) != -2)
+            fail_msg ("accepted %s", bad[i]);
+
+    s_configure (sim, "{\"webhook\": {\"evolution_url\": \"http://h/x\","
+                      " \"delay_ms\": 7}}");
+    s_configure (sim, "{\"webhook\": {\"step_ms\": 3, \"delay_ms\": null}}");
+    s_reply_t reply = s_get (sim, "/_sim/config", NULL);
+    json_t *doc = s_parse (&reply);
+    json_t *webhook = json_object_get (doc, "webhook");
+    assert_string_equal (s_str_at (webhook, "evolution_url"), "http://h/x");
+    assert_true (json_is_null (json_object_get (webhook, "meta_url")));
+    assert_int_equal (s_int_at (webhook, "delay_ms", NULL), 0);
+    assert_int_equal (s_int_at (webhook, "step_ms", NULL), 3);
+    assert_int_equal (json_array_size (json_object_get (webhook, "receipts")),
+                      3);
+    assert_true (json_is_true (json_object_get (webhook, "echo")));
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    s_configure (sim, "{\"webhook\": null}");
+    reply = s_get (sim, "/_sim/config", NULL);
+    doc = s_parse (&reply);
+    webhook = json_object_get (doc, "webhook");
+    assert_true (json_is_null (json_object_get (webhook, "evolution_url")));
+    assert_int_equal (s_int_at (webhook, "step_ms", NULL), 0);
+    json_decref (doc);
+    s_reply_free (&reply);
+
+    s_configure (sim, "{\"webhook\": {\"meta_url\": \"http://h/m\"}}");
+    rcd_gwsim_reset (sim);
+    reply = s_get (sim, "/_sim/config", NULL);
+    doc = s_parse (&reply);
+    assert_true (json_is_null (
+        json_object_get (json_object_get (doc, "webhook"), "meta_url")));
+    json_decref (doc);
+    s_reply_free (&reply);
+}
+
 int
 main (void)
 {
@@ -1179,6 +1834,24 @@ main (void)
                                          s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_unknown_paths_are_404, s_setup,
                                          s_teardown),
+        cmocka_unit_test_setup_teardown (test_webhooks_follow_an_evolution_send,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_webhooks_follow_a_meta_send_signed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_webhooks_follow_unknown_400_sends,
+                                         s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_webhooks_duplicate_every_posts_twice, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_webhook_failures_are_counted_and_retried, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_webhook_delay_and_step_space_the_posts, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_a_slow_webhook_endpoint_never_slows_sends, s_setup,
+            s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_webhook_settings_validate_merge_and_reset, s_setup,
+            s_teardown),
     };
     int failed = cmocka_run_group_tests (tests, NULL, NULL);
     curl_global_cleanup ();
