@@ -1,4 +1,4 @@
-/*  rcd_log.c - JSON-lines logging.
+/*  rcd_log.c - JSON-lines logging (the line's shape: rcd_log.h).
 
     Lines go to stderr (the process manager captures it). A pack format
     that fails to build is itself logged, never fatal.
@@ -18,6 +18,8 @@ static const char *s_service = "recado";
 static rcd_log_level_t s_level = RCD_LOG_INFO;
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *s_level_names[] = {"debug", "info", "warn", "error"};
+/*  This thread's current trace id ("" for none): rcd_log_set_trace. */
+static __thread char s_trace[64];
 
 void
 rcd_log_init (const char *service)
@@ -35,6 +37,12 @@ rcd_log_set_level (rcd_log_level_t level)
     s_level = level;
 }
 
+bool
+rcd_log_enabled (rcd_log_level_t level)
+{
+    return level >= s_level;
+}
+
 /*  RFC 3339 UTC timestamp with milliseconds. */
 static void
 s_format_now (char *buf, size_t size)
@@ -45,6 +53,20 @@ s_format_now (char *buf, size_t size)
     gmtime_r (&tv.tv_sec, &tm);
     size_t n = strftime (buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf (buf + n, size - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}
+
+void
+rcd_log_set_trace (const char *trace_id)
+{
+    snprintf (s_trace, sizeof s_trace, "%s", trace_id ? trace_id : "");
+}
+
+/*  The line's core keys, in their order. NULL when msg is not UTF-8. */
+static json_t *
+s_line_new (const char *ts, rcd_log_level_t level, const char *msg)
+{
+    return json_pack ("{s:s, s:s, s:s, s:s}", "time", ts, "level",
+                      s_level_names[level], "service", s_service, "event", msg);
 }
 
 void
@@ -64,30 +86,35 @@ rcd_log_write (rcd_log_level_t level, const char *msg, const char *fields, ...)
     }
     char ts[40];
     s_format_now (ts, sizeof ts);
-    json_t *line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
-                              s_level_names[level], "service", s_service, "msg",
-                              msg ? msg : "");
+    json_t *line = s_line_new (ts, level, msg ? msg : "");
     if (!line) /* msg is not UTF-8: keep the line, lose the text */
-        line = json_pack ("{s:s, s:s, s:s, s:s}", "ts", ts, "level",
-                          s_level_names[level], "service", s_service, "msg",
-                          "(msg is not valid UTF-8)");
+        line = s_line_new (ts, level, "(event is not valid UTF-8)");
     if (!line)
         return;
+    json_t *extra = NULL;
+    json_error_t err;
     if (fields) {
         va_list ap;
         va_start (ap, fields);
-        json_error_t err;
-        json_t *extra = json_vpack_ex (&err, 0, fields, ap);
+        extra = json_vpack_ex (&err, 0, fields, ap);
         va_end (ap);
-        /* extra fields never replace ts, level, service or msg */
-        if (extra && json_is_object (extra))
-            json_object_update_missing (line, extra);
-        else
-            json_object_set_new (
-                line, "log_error",
-                json_string (extra ? "fields is not an object" : err.text));
-        json_decref (extra);
     }
+    /* the fields' own trace id wins over the thread's */
+    json_t *trace =
+        json_is_object (extra) ? json_object_get (extra, "trace_id") : NULL;
+    if (trace && !json_is_null (trace))
+        json_object_set (line, "trace_id", trace);
+    else if (s_trace[0])
+        json_object_set_new (line, "trace_id", json_string (s_trace));
+    if (trace)
+        json_object_del (extra, "trace_id");
+    if (fields && !json_is_object (extra))
+        json_object_set_new (
+            line, "log_error",
+            json_string (extra ? "fields is not an object" : err.text));
+    else if (extra && json_object_size (extra) > 0)
+        json_object_set (line, "fields", extra);
+    json_decref (extra);
     char *text = json_dumps (line, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref (line);
     if (!text)

@@ -3,7 +3,9 @@
     Bodies are msgpack arrays: [version, field1, field2, ...] in model
     order. Decoding is strict: a wrong version, a wrong element count, a
     wrong type, an oversize string or trailing bytes all return -2 and set
-    rcd_proto_last_error (). All strings of one decoded message share one
+    rcd_proto_last_error (). The one leniency is the model's rule for
+    adding fields: trailing OPT fields may be absent (an older peer's
+    body) and decode as nil. Encoding always writes every field. All strings of one decoded message share one
     allocation (strbuf_), so a message costs one malloc whatever its shape.
     Encoding is as strict: a required string that is NULL or any string
     over its maximum makes encode (and send) return -1 with
@@ -254,11 +256,13 @@ s_scan_body (const unsigned char *p, size_t size)
     return 0;
 }
 
-/*  Unpacks a body and checks the envelope: an array of the right length
-    whose first element is our version. */
+/*  Unpacks a body and checks the envelope: an array whose first element
+    is our version, followed by at least min and at most max fields (the
+    ones after min are the trailing optional ones an older peer did not
+    know). Sets *items and *count, the fields present. */
 static int
-s_open_body (msgpack_unpacked *up, const void *data, size_t size,
-             uint32_t nfields, const msgpack_object **items)
+s_open_body (msgpack_unpacked *up, const void *data, size_t size, size_t min,
+             size_t max, const msgpack_object **items, size_t *count)
 {
     if (s_scan_body ((const unsigned char *)data, size) != 0)
         return s_fail ("truncated or invalid msgpack", NULL);
@@ -277,9 +281,10 @@ s_open_body (msgpack_unpacked *up, const void *data, size_t size,
         return s_fail ("version is not an integer", NULL);
     if (version != RCD_PROTO_VERSION)
         return s_fail ("unknown version", NULL);
-    if (root->via.array.size != nfields + 1)
+    if (root->via.array.size < min + 1 || root->via.array.size > max + 1)
         return s_fail ("wrong number of fields", NULL);
     *items = root->via.array.ptr + 1;
+    *count = root->via.array.size - 1;
     return 0;
 }
 
@@ -312,9 +317,15 @@ s_send_frames (zsock_t *sock, const char *topic, const char *data, size_t size)
 #define RCD_VALID_I64(v, max, req) true
 #define RCD_VALID_STR(v, max, req) s_valid_STR (v, max, RCD_REQ_##req)
 
-/*  Pass 1 of decode: check each element, sum string sizes. */
+/*  The fewest fields a body may carry: up to the last REQ one. */
+#define RCD_MIN_FIELD(kind, fname, max, req)                                   \
+    nfields++;                                                                 \
+    if (RCD_REQ_##req)                                                         \
+        nmin = nfields;
+
+/*  Pass 1 of decode: check each element present, sum string sizes. */
 #define RCD_CHECK_FIELD(kind, fname, max, req)                                 \
-    if (RCD_CHECK_##kind (&items[i], max, req) != 0) {                         \
+    if (i < count && RCD_CHECK_##kind (&items[i], max, req) != 0) {            \
         rc = s_fail ("bad field", #fname);                                     \
         goto cleanup;                                                          \
     }                                                                          \
@@ -327,9 +338,10 @@ s_send_frames (zsock_t *sock, const char *topic, const char *data, size_t size)
 #define RCD_REQ_REQ true
 #define RCD_REQ_OPT false
 
-/*  Pass 2 of decode: copy values out. */
+/*  Pass 2 of decode: copy values out; absent ones stay zero (NULL). */
 #define RCD_STORE_FIELD(kind, fname, max, req)                                 \
-    RCD_STORE_##kind (msg->fname, &items[i]);                                  \
+    if (i < count)                                                             \
+        RCD_STORE_##kind (msg->fname, &items[i]);                              \
     i++;
 #define RCD_STORE_U32(dst, o) dst = (uint32_t)(o)->via.u64
 #define RCD_STORE_U64(dst, o) dst = (o)->via.u64
@@ -368,12 +380,11 @@ s_send_frames (zsock_t *sock, const char *topic, const char *data, size_t size)
         const msgpack_object *items = NULL;                                    \
         uint64_t u64;                                                          \
         int64_t i64;                                                           \
-        size_t strtotal = 0, i = 0;                                            \
+        size_t strtotal = 0, i = 0, count = 0, nfields = 0, nmin = 0;          \
         (void)u64;                                                             \
         (void)i64;                                                             \
-        int rc =                                                               \
-            s_open_body (&up, data, size,                                      \
-                         0 RCD_PROTO_FIELDS_##name (RCD_COUNT_FIELD), &items); \
+        RCD_PROTO_FIELDS_##name (RCD_MIN_FIELD);                               \
+        int rc = s_open_body (&up, data, size, nmin, nfields, &items, &count); \
         if (rc != 0)                                                           \
             goto cleanup;                                                      \
         RCD_PROTO_FIELDS_##name (RCD_CHECK_FIELD);                             \

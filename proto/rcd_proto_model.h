@@ -11,6 +11,16 @@
                       that fits)
       STR             UTF-8 string, at most MAX bytes; OPT fields may be nil
                       (decoded as NULL)
+
+    Changing a message: a new field goes at the end of its list, OPT. A
+    body may stop before its trailing OPT fields (it comes from a peer
+    built before they were added) and decodes them as nil; a body with
+    more elements than the list is still malformed. So a process built
+    with the new field reads old and new peers alike, while an old one
+    drops the longer body: upgrade the processes that receive a message
+    (for dispatch, the sender service) before those that send it (the
+    scheduler). Anything else (removing, reordering or retyping a field,
+    a new REQ field) is a new RCD_PROTO_VERSION.
 */
 #ifndef RCD_PROTO_MODEL_H_INCLUDED
 #define RCD_PROTO_MODEL_H_INCLUDED
@@ -34,7 +44,8 @@
     F (U64, instance_id, 0, REQ) /* instances.id to send through */            \
     F (STR, to, 32, REQ)         /* E.164 recipient */                         \
     F (STR, text, 65536, REQ)    /* rendered text */                           \
-    F (U32, delay_ms, 0, REQ)    /* typing delay for the gateway */
+    F (U32, delay_ms, 0, REQ)    /* typing delay for the gateway */            \
+    F (STR, trace_id, 32, OPT)   /* messages.trace_id (rcd_trace.h) */
 
 /*  ingestor, recovery -> scheduler (PUSH/PULL): there may be due work. */
 #define RCD_PROTO_FIELDS_nudge(F)                                              \

@@ -38,6 +38,9 @@ typedef struct {
                                     gives a message */
     const char *webhook_token;   /* header X-Webhook-Token, or NULL */
     const char *signature;       /* header X-Hub-Signature-256, or NULL */
+    const char *trace_id;        /* the request's trace id (rcd_trace.h),
+                                    stored with the messages it makes;
+                                    NULL only when none could be made */
     /*  Gateway routes learn their tenant from the request itself: this
         puts the connection's session behind that tenant's wall (as the
         server does before a tenant route), after which the handler sets

@@ -60,7 +60,8 @@ rcd_api_cycles_prepare (rcd_db_t *db)
         "  FROM tenants WHERE id = $1::bigint");
     /* $1 tenant, $2 now (Unix ms); cycles as parallel arrays $3..$11;
        their reminders as parallel arrays $12..$15 (the cycle's ord, the
-       offset, the drawn id, the rendered text). Answers one row per
+       offset, the drawn id, the rendered text); $16 the request's trace
+       id, shared by every reminder it stores. Answers one row per
        cycle in order: ord, cycle id (NULL: an active cycle with that
        external id exists), the reminders as JSON. */
     rc |= rcd_db_prepare (db, "cycle_insert",
@@ -145,10 +146,11 @@ rcd_api_cycles_prepare (rcd_db_t *db)
         "), msg AS ("
         "  INSERT INTO messages (id, tenant_id, to_phone, body, status,"
         "                        send_at, billing_cycle_id, offset_days,"
-        "                        last_error)"
+        "                        last_error, trace_id)"
         "  SELECT s.id, $1::bigint, c.phone, s.body, s.status, s.send_at,"
         "         ins.id, s.off,"
-        "         CASE s.status WHEN 'blocked' THEN 'contact opted out' END"
+        "         CASE s.status WHEN 'blocked' THEN 'contact opted out' END,"
+        "         $16::text"
         "    FROM s JOIN c ON c.ord = s.cord"
         "    JOIN ins ON ins.external_billing_id = c.ext"
         "   ORDER BY s.id"
@@ -567,8 +569,8 @@ s_store (rcd_api_req_t *req, const s_settings_t *settings,
     const char *params[] = {tenant,     now,       arr[ORD],    arr[EXT],
                             arr[PHONE], arr[NAME], arr[AMOUNT], arr[DUE],
                             arr[TPL],   arr[VARS], arr[OFFS],   arr[R_CORD],
-                            arr[R_OFF], arr[R_ID], arr[R_BODY]};
-    if (rcd_db_run (req->db, "cycle_insert", 15, params, &res) != 0)
+                            arr[R_OFF], arr[R_ID], arr[R_BODY], req->trace_id};
+    if (rcd_db_run (req->db, "cycle_insert", 16, params, &res) != 0)
         goto cleanup;
     for (int row = 0; row < rcd_db_res_rows (res); row++) {
         int64_t ord = rcd_db_res_int64 (res, row, 0);
@@ -670,6 +672,13 @@ rcd_api_cycle_create (rcd_api_req_t *req, rcd_api_reply_t *reply)
     }
     else {
         reply->accepted = s_pending (&r);
+        char masked[40];
+        rcd_log_info ("cycle.created", "{s:s?, s:I, s:I, s:s, s:I, s:I}",
+                      "trace_id", req->trace_id, "cycle_id", (json_int_t)r.id,
+                      "tenant_id", (json_int_t)req->tenant_id, "to",
+                      rcd_log_mask_phone (c.phone, masked, sizeof masked),
+                      "messages", (json_int_t)json_array_size (r.reminders),
+                      "pending", (json_int_t)reply->accepted);
         rcd_api_reply_json (reply, 201, s_answer (&c, &r));
     }
 cleanup:
@@ -786,6 +795,11 @@ rcd_api_cycle_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
         json_object_set_new (answer, "error", rcd_api_error_json (&err));
         reply->rejected++;
     }
+    rcd_log_info ("cycle.batch", "{s:s?, s:I, s:I, s:I, s:I}", "trace_id",
+                  req->trace_id, "tenant_id", (json_int_t)req->tenant_id,
+                  "items", (json_int_t)count, "pending",
+                  (json_int_t)reply->accepted, "rejected",
+                  (json_int_t)reply->rejected);
     rcd_api_reply_json (reply, 207, json_pack ("{s:O}", "items", answers));
 
 cleanup:

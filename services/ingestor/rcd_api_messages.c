@@ -48,7 +48,8 @@ rcd_api_messages_prepare (rcd_db_t *db)
 {
     int rc = 0;
     /* $1 tenant, then one array per column, in item order ($10: the id
-       drawn for a rendered text, else NULL). A message to a contact who
+       drawn for a rendered text, else NULL), $11 the request's trace id
+       (every message of a batch shares it). A message to a contact who
        opted out is stored 'blocked', so it is answered and visible but
        never waits in the due index. An item naming
        an unknown instance gets no id and is not inserted; a conflicting
@@ -80,12 +81,13 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "  INSERT INTO messages (id, tenant_id, to_phone, body, priority,"
         "                        send_at, valid_until, instance_id, pinned,"
         "                        delay_ms, idempotency_key, status,"
-        "                        last_error)"
+        "                        last_error, trace_id)"
         "  SELECT id, $1::bigint, to_phone, body, priority, send_at,"
         "         valid_until, instance_id, instance_id IS NOT NULL,"
         "         delay_ms, idem,"
         "         CASE WHEN opted_out THEN 'blocked' ELSE 'pending' END,"
-        "         CASE WHEN opted_out THEN 'contact opted out' END"
+        "         CASE WHEN opted_out THEN 'contact opted out' END,"
+        "         $11::text"
         "    FROM input WHERE id IS NOT NULL ORDER BY ord"
         "  ON CONFLICT (tenant_id, idempotency_key)"
         "     WHERE idempotency_key IS NOT NULL DO NOTHING"
@@ -131,7 +133,7 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "         'read_at', " RCD_API_TS ("m.read_at") ","
         "         'last_error', m.last_error,"
         "         'idempotency_key', m.idempotency_key,"
-        "         'delay_ms', m.delay_ms,"
+        "         'delay_ms', m.delay_ms, 'trace_id', m.trace_id,"
         "         'created_at', " RCD_API_TS ("m.created_at") ","
         "         'updated_at', " RCD_API_TS ("m.updated_at") ","
         "         'history', COALESCE(("
@@ -365,8 +367,8 @@ s_append_int (char **buf, size_t *len, size_t *cap, int value)
 /*  Inserts msgs[0..n) with one statement; fills results[0..n). Returns 0,
     or -1 when the statement failed (results then say S_FAILED). */
 static int
-s_insert (rcd_db_t *db, int64_t tenant_id, const s_msg_t *msgs, size_t n,
-          s_result_t *results)
+s_insert (rcd_db_t *db, int64_t tenant_id, const char *trace_id,
+          const s_msg_t *msgs, size_t n, s_result_t *results)
 {
     enum { TO, BODY, PRIO, SEND, UNTIL, INST, DELAY, IDEM, GIVEN, NCOLS };
     char *arr[NCOLS] = {NULL};
@@ -401,8 +403,8 @@ s_insert (rcd_db_t *db, int64_t tenant_id, const s_msg_t *msgs, size_t n,
     snprintf (tenant, sizeof tenant, "%lld", (long long)tenant_id);
     const char *params[] = {tenant,    arr[TO],    arr[BODY], arr[PRIO],
                             arr[SEND], arr[UNTIL], arr[INST], arr[DELAY],
-                            arr[IDEM], arr[GIVEN]};
-    if (rcd_db_run (db, "msg_insert", 10, params, &res) != 0)
+                            arr[IDEM], arr[GIVEN], trace_id};
+    if (rcd_db_run (db, "msg_insert", 11, params, &res) != 0)
         goto cleanup;
     int rows = rcd_db_res_rows (res);
     for (int r = 0; r < rows; r++) {
@@ -522,6 +524,24 @@ s_settle_retry (rcd_db_t *db, int64_t tenant_id, const s_msg_t *m,
     rcd_db_res_destroy (&res);
 }
 
+/*  The log line of one message stored (message.accepted) or found by
+    its idempotency key (message.duplicate); answer is s_answer's. A
+    batch logs one message.batch line instead. */
+static void
+s_log_stored (const rcd_api_req_t *req, s_outcome_t outcome,
+              const json_t *answer)
+{
+    char masked[40];
+    rcd_log_mask_phone (json_string_value (json_object_get (answer, "to")),
+                        masked, sizeof masked);
+    rcd_log_info (
+        outcome == S_CREATED ? "message.accepted" : "message.duplicate",
+        "{s:s?, s:I, s:I, s:s, s:s?}", "trace_id", req->trace_id, "message_id",
+        (json_int_t)json_integer_value (json_object_get (answer, "id")),
+        "tenant_id", (json_int_t)req->tenant_id, "to", masked, "status",
+        json_string_value (json_object_get (answer, "status")));
+}
+
 void
 rcd_api_message_create (rcd_api_req_t *req, rcd_api_reply_t *reply)
 {
@@ -545,12 +565,15 @@ rcd_api_message_create (rcd_api_req_t *req, rcd_api_reply_t *reply)
         rcd_api_reply_error (reply, &err);
         goto cleanup;
     }
-    if (s_insert (req->db, req->tenant_id, &m, 1, &result) != 0) {
+    if (s_insert (req->db, req->tenant_id, req->trace_id, &m, 1, &result) !=
+        0) {
         rcd_api_reply_db_error (reply, req->db, "msg_insert");
         goto cleanup;
     }
     if (result.outcome == S_RETRY)
         s_settle_retry (req->db, req->tenant_id, &m, &result);
+    if (result.outcome == S_CREATED || result.outcome == S_EXISTING)
+        s_log_stored (req, result.outcome, result.answer);
     switch (result.outcome) {
         case S_CREATED:
             reply->accepted = 1;
@@ -630,7 +653,7 @@ rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
     /* store the valid ones, a chunk per statement (and transaction) */
     for (size_t start = 0; start < nvalid; start += S_CHUNK) {
         size_t n = nvalid - start < S_CHUNK ? nvalid - start : S_CHUNK;
-        if (s_insert (req->db, req->tenant_id, msgs + start, n,
+        if (s_insert (req->db, req->tenant_id, req->trace_id, msgs + start, n,
                       results + start) != 0)
             rcd_log_warn ("batch chunk failed", "{s:s, s:I}", "error",
                           rcd_db_error (req->db), "items", (json_int_t)n);
@@ -662,6 +685,12 @@ rcd_api_message_batch (rcd_api_req_t *req, rcd_api_reply_t *reply)
         json_object_set_new (answer, "error", rcd_api_error_json (&err));
         reply->rejected++;
     }
+    rcd_log_info ("message.batch", "{s:s?, s:I, s:I, s:I, s:I, s:I}",
+                  "trace_id", req->trace_id, "tenant_id",
+                  (json_int_t)req->tenant_id, "items", (json_int_t)count,
+                  "accepted", (json_int_t)reply->accepted, "duplicates",
+                  (json_int_t)reply->duplicates, "rejected",
+                  (json_int_t)reply->rejected);
     rcd_api_reply_json (reply, 207, json_pack ("{s:O}", "items", answers));
 
 cleanup:

@@ -91,6 +91,18 @@
         contact.opted_out  contacts opted out by a reply
         message.blocked    pending messages those opt-outs blocked
 
+    Trace ids: every routed request gets one (rcd_trace.h: its
+    traceparent's, else its X-Request-Id when that is 32 hex digits or a
+    UUID, else a random one). It is answered as X-Trace-Id, put on every
+    log line the request causes (rcd_log_set_trace) and stored with the
+    messages the request makes, which carry it to the sender. Log lines
+    of the requests that make messages: message.accepted or
+    message.duplicate (one message: message_id, to masked, status),
+    message.batch (items, accepted, duplicates, rejected), cycle.created
+    (cycle_id, to masked, messages, pending), cycle.batch. The debug line
+    of every request names its route's pattern, never a path that may
+    hold a phone.
+
     Threads: MHD's pool threads run the handlers. Each takes a database
     connection from a small pool (rcd_db_t is single-threaded) and gives
     it back; connections are made lazily, at most one per pool thread,
@@ -109,8 +121,10 @@
 #include "rcd_crypto.h"
 #include "rcd_db.h"
 #include "rcd_events.h"
+#include "rcd_gateway.h"
 #include "rcd_log.h"
 #include "rcd_proto.h"
+#include "rcd_trace.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -667,9 +681,11 @@ s_collect_query (void *cls, enum MHD_ValueKind kind, const char *key,
 
 /*  --- HTTP plumbing --- */
 
-/*  Queues reply as the answer (taking its body). */
+/*  Queues reply as the answer (taking its body), with the request's
+    trace id as X-Trace-Id when there is one. */
 static enum MHD_Result
-s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply)
+s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply,
+         const char *trace_id)
 {
     const char *empty = "";
     char *body = reply->body;
@@ -691,6 +707,8 @@ s_queue (struct MHD_Connection *conn, rcd_api_reply_t *reply)
         snprintf (seconds, sizeof seconds, "%d", reply->retry_after_s);
         MHD_add_response_header (resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
     }
+    if (trace_id && *trace_id)
+        MHD_add_response_header (resp, "X-Trace-Id", trace_id);
     enum MHD_Result rc =
         MHD_queue_response (conn, (unsigned int)reply->status, resp);
     MHD_destroy_response (resp);
@@ -717,7 +735,7 @@ s_answer_error (self_t *self, struct MHD_Connection *conn, s_request_t *r,
     rcd_api_reply_t reply = {0};
     rcd_api_reply_fail (&reply, status, code, NULL, "%s", message);
     s_count_reply (self, r, status);
-    return s_queue (conn, &reply);
+    return s_queue (conn, &reply, NULL);
 }
 
 /*  Tells the scheduler count messages of tenant_id wait. Never blocks. */
@@ -799,6 +817,16 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     rcd_api_reply_t reply = {0};
     rcd_api_req_t req = {0};
     s_conn_t *pooled = NULL;
+    /* The request's trace id (rcd_trace.h): on every log line of this
+       thread until the answer is queued, on the messages it stores, and
+       in the answer's X-Trace-Id. */
+    char trace_id[RCD_TRACE_SIZE];
+    (void)rcd_trace_for_request (
+        MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "traceparent"),
+        MHD_lookup_connection_value (conn, MHD_HEADER_KIND, "X-Request-Id"),
+        trace_id);
+    rcd_log_set_trace (trace_id);
+    req.trace_id = trace_id[0] ? trace_id : NULL;
     req.body = r->body;
     req.body_size = r->size;
     req.default_country = self->config->default_country;
@@ -870,7 +898,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
            (rcd_db_on_connect), so it read nothing and wrote nothing.
            That answer would be wrong, not leaked: say retry instead. */
         rcd_log_warn ("database reconnected during a tenant request", "{s:s}",
-                      "path", url);
+                      "route", route->path);
         rcd_api_reply_fail (&reply, 503, "unavailable", NULL,
                             "the database connection was lost; retry later");
     }
@@ -902,10 +930,23 @@ answer:
         rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
                             "internal error");
     s_count_reply (self, r, reply.status);
-    rcd_log_debug ("http", "{s:s, s:s, s:i, s:I}", "method", method, "path",
-                   url, "status", reply.status, "us",
-                   (json_int_t)(rcd_clock_mono_us () - r->started_us));
-    return s_queue (conn, &reply);
+    if (rcd_log_enabled (RCD_LOG_DEBUG)) {
+        /* the route's pattern, not the path: /v1/contacts/{phone} carries
+           a phone; an unrouted path is logged with its numbers masked */
+        char *path =
+            route ? NULL : rcd_gateway_log_excerpt (url, strlen (url), 256);
+        rcd_log_debug ("http", "{s:s, s:s, s:i, s:I}", "method", method,
+                       route ? "route" : "path",
+                       route  ? route->path
+                       : path ? path
+                              : "",
+                       "status", reply.status, "us",
+                       (json_int_t)(rcd_clock_mono_us () - r->started_us));
+        free (path);
+    }
+    enum MHD_Result rc = s_queue (conn, &reply, req.trace_id);
+    rcd_log_set_trace (NULL);
+    return rc;
 }
 
 /*  Appends upload data to the request, or drops it once over the limit. */

@@ -3,6 +3,8 @@
     Contract
       in   PULL  nudge_bind (bound)     proto "nudge": work may be due now
       out  PUSH  dispatch_bind (bound)  proto "dispatch": one claimed message
+                                        (with its trace_id, for the
+                                        sender's log lines)
       out  PUB   events_endpoint        heartbeat (state active|standby) and
                                         events "claim" (count),
                                         "dispatch.dropped" (lease expired
@@ -70,6 +72,7 @@
 #include "rcd_events.h"
 #include "rcd_log.h"
 #include "rcd_proto.h"
+#include "rcd_trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,7 +242,7 @@ static const char *s_claim_sql =
     "    FROM pick WHERE m.id = pick.id"
     "  RETURNING m.id, m.tenant_id, m.attempts,"
     "            (extract(epoch FROM m.lease_until) * 1000)::bigint,"
-    "            m.instance_id, m.to_phone, m.body, m.delay_ms"
+    "            m.instance_id, m.to_phone, m.body, m.delay_ms, m.trace_id"
     "), history AS ("
     "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
     "  SELECT tenant_id, id, 'sending', 'claimed, attempt ' || attempts"
@@ -730,7 +733,14 @@ s_self_claim_batch (self_t *self)
             .to = (char *)rcd_db_res_value (res, r, 5),
             .text = (char *)rcd_db_res_value (res, r, 6),
             .delay_ms = (uint32_t)rcd_db_res_int64 (res, r, 7),
+            .trace_id = (char *)rcd_db_res_value (res, r, 8),
         };
+        /* the ingestor stores only well-formed ids and the column's
+           CHECK only their length (migration 0008); a malformed one
+           goes as none: the message must still go, and a frame that
+           cannot be encoded would come back with every lease */
+        if (d.trace_id && !rcd_trace_valid (d.trace_id))
+            d.trace_id = NULL;
         s_instance_t *inst = s_instance_find (self->instances, self->ninstances,
                                               (int64_t)d.instance_id);
         if (inst) {

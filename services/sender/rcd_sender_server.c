@@ -30,6 +30,14 @@
                                      sender's flush opened the circuit
                                      (also a warn log line)
                    outcome.flush_failed  a flush failed; it will be retried
+      log  one line per outcome once its flush has committed, with the
+           message's trace_id from the dispatch (rcd_log.h): message.sent,
+           message.retry, message.blocked, message.released (info);
+           message.failed (permanent, instance, or attempts used up) and
+           message.unknown (warn). Fields: message_id, tenant_id,
+           instance_id, attempt, to (masked), and as they apply
+           provider_message_id, reason, retry_ms, attempts_exhausted,
+           latency_us. dispatch.expired per dropped dispatch (debug).
       db   reads instances (cache by id: one query on a miss, refreshed
            every instance_refresh_s) and contacts (the opt-out re-check);
            writes outcomes, and the instances' circuit and paused_until,
@@ -123,6 +131,7 @@
 #include "rcd_http.h"
 #include "rcd_log.h"
 #include "rcd_proto.h"
+#include "rcd_trace.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -242,7 +251,9 @@ static const char *s_sql_retry =
     "       SELECT tenant_id, id, 'attempts_exhausted: ' || reason,"
     "              attempts, answer FROM u WHERE status = 'failed')"
     "SELECT count(*) FILTER (WHERE status = 'pending'),"
-    "       count(*) FILTER (WHERE status = 'failed') FROM u";
+    "       count(*) FILTER (WHERE status = 'failed'),"
+    "       string_agg(id::text, ',') FILTER (WHERE status = 'failed')"
+    "  FROM u";
 
 static const char *s_sql_failed =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
@@ -422,8 +433,9 @@ typedef struct {
     int64_t instance_id;
     uint32_t attempt;
     rcd_gateway_provider_t provider;
-    char digits[24]; /* recipient without '+', for wa_id */
-    int next_free;   /* free list link, -1 ends */
+    char digits[24];               /* recipient without '+', for wa_id */
+    char trace_id[RCD_TRACE_SIZE]; /* the dispatch's, "" when none */
+    int next_free;                 /* free list link, -1 ends */
 } s_job_t;
 
 /*  One outcome waiting to be written. */
@@ -439,10 +451,14 @@ typedef struct {
     int64_t latency_us;         /* request time, -1: no request made */
     rcd_gateway_kind_t gw_kind; /* the gateway's verdict */
     bool throttled;             /* the gateway throttles the instance */
+    bool exhausted;             /* S_OUT_RETRY: attempts ran out, so the
+                                   statement failed it instead */
     char reason[RCD_GATEWAY_REASON_MAX];
     char pmid[RCD_GATEWAY_ID_MAX];
-    char *detail; /* history detail (sent) or gateway
-                                    answer (others); owned, may be NULL */
+    char *detail;                  /* history detail (sent) or gateway
+                                      answer (others); owned, may be NULL */
+    char to[40];                   /* recipient, masked for the log */
+    char trace_id[RCD_TRACE_SIZE]; /* for the log, "" when none */
 } s_outcome_t;
 
 typedef struct {
@@ -687,10 +703,12 @@ s_self_instances_refresh (self_t *self)
 
 /*  Takes the next outcome slot. The buffer is sized so it cannot
     overflow: we admit a dispatch only while nout < batch_max and fewer
-    than max_inflight are in flight, and each yields one outcome. */
+    than max_inflight are in flight, and each yields one outcome. to and
+    trace_id are only logged (masked; a malformed trace is left out). */
 static s_outcome_t *
 s_self_outcome (self_t *self, s_out_kind_t kind, int64_t id, int64_t tenant_id,
-                int64_t instance_id, uint32_t attempt, const char *reason)
+                int64_t instance_id, uint32_t attempt, const char *reason,
+                const char *to, const char *trace_id)
 {
     assert (self->nout < self->out_cap);
     if (self->nout == 0)
@@ -704,7 +722,20 @@ s_self_outcome (self_t *self, s_out_kind_t kind, int64_t id, int64_t tenant_id,
     o->attempt = attempt;
     o->latency_us = -1;
     snprintf (o->reason, sizeof o->reason, "%s", reason ? reason : "");
+    rcd_log_mask_phone (to, o->to, sizeof o->to);
+    if (rcd_trace_valid (trace_id))
+        memcpy (o->trace_id, trace_id, RCD_TRACE_SIZE);
     return o;
+}
+
+/*  An outcome for dispatch d. */
+static s_outcome_t *
+s_self_outcome_of (self_t *self, s_out_kind_t kind, const rcd_dispatch_t *d,
+                   const char *reason)
+{
+    return s_self_outcome (self, kind, (int64_t)d->id, (int64_t)d->tenant_id,
+                           (int64_t)d->instance_id, d->attempt, reason, d->to,
+                           d->trace_id);
 }
 
 /*  A transient failure decided before any request was made. */
@@ -712,9 +743,7 @@ static void
 s_self_fail_transient (self_t *self, const rcd_dispatch_t *d,
                        const char *reason)
 {
-    s_outcome_t *o = s_self_outcome (
-        self, S_OUT_RETRY, (int64_t)d->id, (int64_t)d->tenant_id,
-        (int64_t)d->instance_id, d->attempt, reason);
+    s_outcome_t *o = s_self_outcome_of (self, S_OUT_RETRY, d, reason);
     o->gw_kind = RCD_GATEWAY_TRANSIENT;
     o->retry_ms = s_self_backoff_ms (self, d->attempt, 0);
 }
@@ -723,10 +752,27 @@ static void
 s_self_fail_permanent (self_t *self, const rcd_dispatch_t *d,
                        const char *reason)
 {
-    s_outcome_t *o = s_self_outcome (
-        self, S_OUT_FAILED, (int64_t)d->id, (int64_t)d->tenant_id,
-        (int64_t)d->instance_id, d->attempt, reason);
+    s_outcome_t *o = s_self_outcome_of (self, S_OUT_FAILED, d, reason);
     o->gw_kind = RCD_GATEWAY_PERMANENT;
+}
+
+/*  Marks the retry outcomes whose message the retry statement failed
+    instead, its attempts used up: ids is its "1,2,3" (NULL: none). */
+static void
+s_self_mark_exhausted (self_t *self, const char *ids)
+{
+    for (size_t i = 0; i < self->nout; i++)
+        self->out[i].exhausted = false;
+    while (ids && *ids) {
+        char *end = NULL;
+        long long id = strtoll (ids, &end, 10);
+        if (end == ids)
+            break;
+        for (size_t i = 0; i < self->nout; i++)
+            if (self->out[i].kind == S_OUT_RETRY && self->out[i].id == id)
+                self->out[i].exhausted = true;
+        ids = *end == ',' ? end + 1 : end;
+    }
 }
 
 /*  Builds the parameter arrays of one kind and runs its statement.
@@ -797,6 +843,8 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         if (second)
             *second =
                 rcd_db_res_cols (res) > 1 ? rcd_db_res_int64 (res, 0, 1) : 0;
+        if (kind == S_OUT_RETRY && rcd_db_res_cols (res) > 2)
+            s_self_mark_exhausted (self, rcd_db_res_value (res, 0, 2));
         rcd_db_res_destroy (&res);
     }
 cleanup:
@@ -977,6 +1025,55 @@ s_self_emit_circuit_events (self_t *self)
     }
 }
 
+/*  After the commit: one line per outcome, with the message's trace id.
+    A line says what this sender made of the dispatch (the gateway's
+    answer, or why no request was made); a result the fence rejected
+    (outcome.stale: another attempt owns the message now) is logged the
+    same and counted apart. */
+static void
+s_self_log_outcomes (self_t *self)
+{
+    static const char *events[S_OUT_KINDS] = {
+        [S_OUT_SENT] = "message.sent",
+        [S_OUT_RETRY] = "message.retry",
+        [S_OUT_FAILED] = "message.failed",
+        [S_OUT_UNKNOWN] = "message.unknown",
+        [S_OUT_RELEASE] = "message.released",
+        [S_OUT_BLOCKED] = "message.blocked"};
+    for (size_t i = 0; i < self->nout; i++) {
+        const s_outcome_t *o = &self->out[i];
+        bool failed = o->kind == S_OUT_FAILED || o->exhausted;
+        rcd_log_level_t level =
+            failed || o->kind == S_OUT_UNKNOWN ? RCD_LOG_WARN : RCD_LOG_INFO;
+        if (!rcd_log_enabled (level))
+            continue;
+        json_t *fields =
+            json_pack ("{s:I, s:I, s:I, s:I, s:s}", "message_id",
+                       (json_int_t)o->id, "tenant_id", (json_int_t)o->tenant_id,
+                       "instance_id", (json_int_t)o->instance_id, "attempt",
+                       (json_int_t)o->attempt, "to", o->to);
+        if (!fields)
+            continue;
+        if (o->kind == S_OUT_SENT)
+            json_object_set_new (fields, "provider_message_id",
+                                 json_string (o->pmid));
+        else if (o->kind != S_OUT_RELEASE)
+            json_object_set_new (fields, "reason", json_string (o->reason));
+        if (o->exhausted)
+            json_object_set_new (fields, "attempts_exhausted", json_true ());
+        else if (o->kind == S_OUT_RETRY)
+            json_object_set_new (fields, "retry_ms",
+                                 json_integer ((json_int_t)o->retry_ms));
+        if (o->latency_us >= 0)
+            json_object_set_new (fields, "latency_us",
+                                 json_integer ((json_int_t)o->latency_us));
+        if (o->trace_id[0])
+            json_object_set_new (fields, "trace_id", json_string (o->trace_id));
+        rcd_log_write (level, failed ? "message.failed" : events[o->kind], "o",
+                       fields);
+    }
+}
+
 /*  Writes every buffered outcome in one transaction. On failure keeps
     them all and schedules a retry; returns 0 or -1. */
 static int
@@ -1041,6 +1138,7 @@ s_self_flush (self_t *self)
     self->latency_sum_us += latency_sum;
     s_self_emit_instance_events (self);
     s_self_emit_circuit_events (self);
+    s_self_log_outcomes (self);
     self->total_sent += (uint64_t)changed[S_OUT_SENT];
     self->total_retry += (uint64_t)retried;
     self->total_failed += (uint64_t)failed;
@@ -1096,6 +1194,10 @@ s_self_screen_dispatch (self_t *self, const rcd_dispatch_t *d)
     }
     if (d->lease_until_ms - self->cfg->lease_margin_ms <= rcd_clock_now_ms ()) {
         self->expired++;
+        rcd_log_debug ("dispatch.expired", "{s:s?, s:I, s:I}", "trace_id",
+                       rcd_trace_valid (d->trace_id) ? d->trace_id : NULL,
+                       "message_id", (json_int_t)d->id, "attempt",
+                       (json_int_t)d->attempt);
         return NULL;
     }
     s_instance_t *inst = s_self_instance (self, (int64_t)d->instance_id);
@@ -1150,6 +1252,8 @@ s_self_send_dispatch (self_t *self, const rcd_dispatch_t *d,
     job->provider = inst->gw.provider;
     snprintf (job->digits, sizeof job->digits, "%s",
               d->to[0] == '+' ? d->to + 1 : d->to);
+    snprintf (job->trace_id, sizeof job->trace_id, "%s",
+              rcd_trace_valid (d->trace_id) ? d->trace_id : "");
 }
 
 /*  The opt-out re-check of a round: one query for every dispatch still
@@ -1197,9 +1301,7 @@ s_self_check_optouts (self_t *self, size_t n)
             continue;
         size_t i = self->round_pos[k - 1];
         const rcd_dispatch_t *d = &self->round[i].u.dispatch;
-        s_self_outcome (self, S_OUT_BLOCKED, (int64_t)d->id,
-                        (int64_t)d->tenant_id, (int64_t)d->instance_id,
-                        d->attempt, "contact_opted_out");
+        s_self_outcome_of (self, S_OUT_BLOCKED, d, "contact_opted_out");
         self->round_inst[i] = NULL;
     }
 done:
@@ -1255,9 +1357,7 @@ s_self_release_one (self_t *self)
     if (rc == 1) {
         const rcd_dispatch_t *d = &msg.u.dispatch;
         if (d->id && d->attempt)
-            s_self_outcome (self, S_OUT_RELEASE, (int64_t)d->id,
-                            (int64_t)d->tenant_id, (int64_t)d->instance_id,
-                            d->attempt, "released");
+            s_self_outcome_of (self, S_OUT_RELEASE, d, "released");
         rcd_proto_msg_clear (&msg);
     }
     return true;
@@ -1316,11 +1416,12 @@ s_self_log_unrecognised (self_t *self, const s_job_t *job,
     char *body = rcd_gateway_log_excerpt (res->body ? res->body : "",
                                           res->body ? res->body_len : 0,
                                           S_UNRECOGNISED_BODY);
-    rcd_log_warn ("unrecognised gateway answer", "{s:I, s:s, s:i, s:s, s:s}",
-                  "instance_id", (json_int_t)job->instance_id, "provider",
-                  rcd_gateway_provider_name (job->provider), "status",
-                  (int)res->status, "reason", g->reason, "body",
-                  body ? body : "");
+    rcd_log_warn (
+        "unrecognised gateway answer", "{s:s?, s:I, s:I, s:s, s:i, s:s, s:s}",
+        "trace_id", job->trace_id[0] ? job->trace_id : NULL, "message_id",
+        (json_int_t)job->id, "instance_id", (json_int_t)job->instance_id,
+        "provider", rcd_gateway_provider_name (job->provider), "status",
+        (int)res->status, "reason", g->reason, "body", body ? body : "");
     free (body);
 }
 
@@ -1340,9 +1441,11 @@ s_self_handle_http (self_t *self)
             [RCD_GATEWAY_PERMANENT] = S_OUT_FAILED,
             [RCD_GATEWAY_INSTANCE] = S_OUT_FAILED,
             [RCD_GATEWAY_UNKNOWN] = S_OUT_UNKNOWN};
-        s_outcome_t *o =
-            s_self_outcome (self, kind_of[g.kind], job->id, job->tenant_id,
-                            job->instance_id, job->attempt, g.reason);
+        char to[32];
+        snprintf (to, sizeof to, "+%s", job->digits);
+        s_outcome_t *o = s_self_outcome (
+            self, kind_of[g.kind], job->id, job->tenant_id, job->instance_id,
+            job->attempt, g.reason, to, job->trace_id);
         o->gw_kind = g.kind;
         o->throttled = g.throttled;
         o->latency_us = res.total_us;

@@ -471,6 +471,12 @@ test_one_reminder_per_offset_at_the_reminder_time (void **state)
                                  " WHERE id = $1::bigint",
                                  text, NULL),
                       3);
+    /* and born with the upload's trace id, one for all three */
+    assert_int_equal (s_sql_int ("SELECT count(DISTINCT trace_id) FROM messages"
+                                 " WHERE billing_cycle_id = $1::bigint"
+                                 "   AND octet_length(trace_id) = 32",
+                                 text, NULL),
+                      1);
 
     /* the generic template when none is named; a big amount grouped */
     before = s_rows ();

@@ -471,6 +471,99 @@ test_get_message_shows_fields_and_history (void **state)
                       1);
 }
 
+/*  POSTs body to path with extra header lines, asserting status. */
+static json_t *
+s_post_with (const char *path, const char *body, const char *const *headers,
+             long status)
+{
+    char url[128];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d%s", s_fx.ing.port, path);
+    rcd_test_http_t res =
+        rcd_test_http ("POST", url, s_fx.key_a, body, headers);
+    if (res.status != status)
+        fail_msg ("POST %s: %ld %s", path, res.status, res.body);
+    json_t *answer = json_loads (res.body, 0, NULL);
+    rcd_test_http_free (&res);
+    assert_non_null (answer);
+    return answer;
+}
+
+/*  The trace_id GET shows for message id (NULL when null). Caller frees. */
+static char *
+s_trace_of (long long id)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/v1/messages/%lld", id);
+    long status = 0;
+    json_t *a = s_call ("GET", path, s_fx.key_a, NULL, &status);
+    assert_int_equal (status, 200);
+    const char *trace = json_string_value (json_object_get (a, "trace_id"));
+    char *copy = trace ? strdup (trace) : NULL;
+    json_decref (a);
+    return copy;
+}
+
+static void
+test_messages_keep_the_trace_id_of_their_request (void **state)
+{
+    (void)state;
+    const char *body = "{\"to\":\"+5511955550000\",\"text\":\"traced\"}";
+    /* a W3C traceparent's trace-id wins over X-Request-Id */
+    const char *both[] = {
+        "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "X-Request-Id: 4bf92f3577b34da6a3ce929d0e0e4736", NULL};
+    json_t *a = s_post_with ("/v1/messages", body, both, 202);
+    char *trace = s_trace_of (json_integer_value (json_object_get (a, "id")));
+    assert_string_equal (trace, "0af7651916cd43dd8448eb211c80319c");
+    free (trace);
+    json_decref (a);
+
+    /* a UUID X-Request-Id, lowercased without its hyphens, for every
+       message of a batch */
+    const char *uuid[] = {"X-Request-Id: 4BF92F35-77B3-4DA6-A3CE-929D0E0E4736",
+                          NULL};
+    a = s_post_with ("/v1/messages/batch",
+                     "{\"items\":[{\"to\":\"+5511955550001\",\"text\":\"a\"},"
+                     "{\"to\":\"+5511955550002\",\"text\":\"b\"}]}",
+                     uuid, 207);
+    json_t *items = json_object_get (a, "items");
+    assert_int_equal (json_array_size (items), 2);
+    for (size_t i = 0; i < 2; i++) {
+        trace = s_trace_of (json_integer_value (
+            json_object_get (json_array_get (items, i), "id")));
+        assert_string_equal (trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+        free (trace);
+    }
+    json_decref (a);
+
+    /* malformed headers are ignored: a fresh random id, never their text */
+    const char *junk[] = {"traceparent: 00-not-a-trace-01",
+                          "X-Request-Id: req-42\"},{\"x", NULL};
+    char *seen[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        a = s_post_with ("/v1/messages", body, k ? NULL : junk, 202);
+        seen[k] = s_trace_of (json_integer_value (json_object_get (a, "id")));
+        json_decref (a);
+        assert_non_null (seen[k]);
+        assert_int_equal (strlen (seen[k]), 32);
+        assert_int_equal (strspn (seen[k], "0123456789abcdef"), 32);
+    }
+    assert_string_not_equal (seen[0], seen[1]);
+    free (seen[0]);
+    free (seen[1]);
+    /* the column refuses an id of another length (the block fails the
+       test unless the update is refused) */
+    assert_null (
+        rcd_test_sql (s_fx.url,
+                      "DO $$ BEGIN"
+                      "  UPDATE messages SET trace_id = 'req-42'"
+                      "   WHERE id = (SELECT max(id) FROM messages);"
+                      "  RAISE EXCEPTION 'a malformed trace_id was stored';"
+                      " EXCEPTION WHEN check_violation THEN NULL;"
+                      " END $$",
+                      0, NULL));
+}
+
 static void
 test_cancel_answers_200_then_409 (void **state)
 {
@@ -1116,6 +1209,7 @@ main (void)
         cmocka_unit_test (
             test_concurrent_requests_with_one_key_store_one_message),
         cmocka_unit_test (test_get_message_shows_fields_and_history),
+        cmocka_unit_test (test_messages_keep_the_trace_id_of_their_request),
         cmocka_unit_test (test_cancel_answers_200_then_409),
         cmocka_unit_test (test_other_tenants_messages_are_not_found),
         cmocka_unit_test (test_listing_pages_with_a_cursor),

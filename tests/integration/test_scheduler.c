@@ -143,6 +143,16 @@ test_claims_due_messages_and_dispatches_them (void **state)
     long long first =
         s_insert_messages (f->url, f->tenant_id, 250, -1, 1, "+5511912345678");
     s_insert_messages (f->url, f->tenant_id, 5, 3600, 1, "+5511912345678");
+    /* the first carries a trace id (the ingestor's), the rest none (rows
+       stored before migration 0008) */
+    char id[24];
+    snprintf (id, sizeof id, "%lld", first);
+    const char *p[] = {id};
+    rcd_test_sql_int (f->url,
+                      "UPDATE messages SET trace_id = "
+                      "'4bf92f3577b34da6a3ce929d0e0e4736' WHERE id = $1 "
+                      "RETURNING 1",
+                      1, p);
     zsock_t *pull = s_pull_from (f->endpoints[1]);
     assert_non_null (pull);
     zactor_t *sched = zactor_new (rcd_scheduler_server, &f->cfg);
@@ -161,6 +171,11 @@ test_claims_due_messages_and_dispatches_them (void **state)
         assert_int_equal (d.instance_id, f->instance_id);
         assert_string_equal (d.to, "+5511912345678");
         assert_true (d.lease_until_ms > rcd_clock_now_ms () + 20000);
+        if (idx == 0)
+            assert_string_equal (d.trace_id,
+                                 "4bf92f3577b34da6a3ce929d0e0e4736");
+        else
+            assert_null (d.trace_id);
         rcd_dispatch_clear (&d);
         got++;
     }

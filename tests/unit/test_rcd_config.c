@@ -312,7 +312,8 @@ test_env_names_are_upper_case_and_bounded (void **state)
                          "RECADO_CLAIM_BATCH_SIZE");
 }
 
-/*  Logs the config and returns the "config" object of the line. */
+/*  Logs the config and returns the "config" object of the line's
+    fields. */
 static json_t *
 s_logged_config (const t_config_t *cfg, char **text_p)
 {
@@ -324,7 +325,8 @@ s_logged_config (const t_config_t *cfg, char **text_p)
     json_t *line = json_loads (text, 0, &err);
     if (!line)
         fail_msg ("not one JSON object: %s (%s)", text, err.text);
-    json_t *config = json_object_get (line, "config");
+    json_t *config =
+        json_object_get (json_object_get (line, "fields"), "config");
     assert_true (json_is_object (config));
     json_incref (config);
     json_decref (line);

@@ -1,4 +1,5 @@
-/*  test_rcd_log.c - JSON lines on stderr, level filtering, phone masks. */
+/*  test_rcd_log.c - JSON lines on stderr, level filtering, trace ids,
+    phone masks. */
 #include "rcd_log.h"
 
 #include <jansson.h>
@@ -89,6 +90,16 @@ s_reset (void **state)
     return 0;
 }
 
+/*  The object under "fields" of a line. */
+static json_t *
+s_fields (json_t *line)
+{
+    json_t *fields = json_object_get (line, "fields");
+    if (!json_is_object (fields))
+        fail_msg ("no \"fields\" object");
+    return fields;
+}
+
 static void
 test_each_line_is_one_object_with_core_and_extra_fields (void **state)
 {
@@ -105,14 +116,19 @@ test_each_line_is_one_object_with_core_and_extra_fields (void **state)
     json_t *line = json_array_get (lines, 0);
     assert_string_equal (s_str (line, "level"), "info");
     assert_string_equal (s_str (line, "service"), "test-svc");
-    assert_string_equal (s_str (line, "msg"), "claimed");
-    assert_int_equal (json_integer_value (json_object_get (line, "count")), 42);
-    assert_string_equal (s_str (line, "tenant"), "acme");
-    assert_true (json_is_true (json_object_get (line, "ok")));
-    assert_true (json_integer_value (json_object_get (line, "big")) ==
+    assert_string_equal (s_str (line, "event"), "claimed");
+    json_t *fields = s_fields (line);
+    assert_int_equal (json_object_size (fields), 4);
+    assert_int_equal (json_integer_value (json_object_get (fields, "count")),
+                      42);
+    assert_string_equal (s_str (fields, "tenant"), "acme");
+    assert_true (json_is_true (json_object_get (fields, "ok")));
+    assert_true (json_integer_value (json_object_get (fields, "big")) ==
                  INT64_MAX);
+    /* no trace on this thread, none given: no trace_id key */
+    assert_null (json_object_get (line, "trace_id"));
     /* RFC 3339 UTC with milliseconds: 2026-01-02T03:04:05.678Z */
-    const char *ts = s_str (line, "ts");
+    const char *ts = s_str (line, "time");
     assert_int_equal (strlen (ts), 24);
     assert_true (ts[4] == '-' && ts[10] == 'T' && ts[19] == '.' &&
                  ts[23] == 'Z');
@@ -122,12 +138,18 @@ test_each_line_is_one_object_with_core_and_extra_fields (void **state)
                       7);
     assert_true (y >= 2024 && mo >= 1 && mo <= 12 && ms >= 0 && ms <= 999);
     /* core fields come first, in a stable order */
-    assert_int_equal (strncmp (text, "{\"ts\":", 6), 0);
+    assert_int_equal (strncmp (text, "{\"time\":", 8), 0);
+    const char *level = strstr (text, "\"level\"");
+    const char *service = strstr (text, "\"service\"");
+    const char *event = strstr (text, "\"event\"");
+    const char *rest = strstr (text, "\"fields\"");
+    assert_true (level && service && event && rest);
+    assert_true (level < service && service < event && event < rest);
 
     line = json_array_get (lines, 1);
     assert_string_equal (s_str (line, "level"), "warn");
-    assert_string_equal (s_str (line, "msg"), "no fields");
-    assert_int_equal (json_object_size (line), 4);
+    assert_string_equal (s_str (line, "event"), "no fields");
+    assert_int_equal (json_object_size (line), 4); /* no "fields" either */
     json_decref (lines);
     free (text);
 }
@@ -144,8 +166,8 @@ test_newlines_and_quotes_stay_inside_one_line (void **state)
     json_t *lines = s_parse_lines (text);
     assert_int_equal (json_array_size (lines), 1);
     json_t *line = json_array_get (lines, 0);
-    assert_string_equal (s_str (line, "msg"), "line one\nline \"two\"\r\n");
-    assert_string_equal (s_str (line, "detail"), "a\nb\\c\t\x01");
+    assert_string_equal (s_str (line, "event"), "line one\nline \"two\"\r\n");
+    assert_string_equal (s_str (s_fields (line), "detail"), "a\nb\\c\t\x01");
     json_decref (lines);
     free (text);
 }
@@ -187,7 +209,7 @@ test_log_level_comes_from_RECADO_LOG_LEVEL (void **state)
     char *text = s_capture_end (&c);
     json_t *lines = s_parse_lines (text);
     assert_int_equal (json_array_size (lines), 1);
-    assert_string_equal (s_str (json_array_get (lines, 0), "msg"), "kept");
+    assert_string_equal (s_str (json_array_get (lines, 0), "event"), "kept");
     assert_string_equal (s_str (json_array_get (lines, 0), "service"),
                          "env-svc");
     json_decref (lines);
@@ -218,16 +240,84 @@ test_extra_fields_cannot_replace_core_fields (void **state)
     (void)state;
     t_capture_t c;
     s_capture_start (&c);
-    rcd_log_info ("real", "{s:s, s:s, s:s, s:s, s:i}", "msg", "fake", "level",
-                  "debug", "service", "other", "ts", "never", "n", 5);
+    rcd_log_info ("real", "{s:s, s:s, s:s, s:s, s:s, s:i}", "event", "fake",
+                  "level", "debug", "service", "other", "time", "never",
+                  "fields", "nested", "n", 5);
     char *text = s_capture_end (&c);
     json_t *lines = s_parse_lines (text);
     json_t *line = json_array_get (lines, 0);
-    assert_string_equal (s_str (line, "msg"), "real");
+    assert_string_equal (s_str (line, "event"), "real");
     assert_string_equal (s_str (line, "level"), "info");
     assert_string_equal (s_str (line, "service"), "test-svc");
-    assert_string_not_equal (s_str (line, "ts"), "never");
-    assert_int_equal (json_integer_value (json_object_get (line, "n")), 5);
+    assert_string_not_equal (s_str (line, "time"), "never");
+    /* they are fields like any other, under "fields" */
+    json_t *fields = s_fields (line);
+    assert_string_equal (s_str (fields, "event"), "fake");
+    assert_string_equal (s_str (fields, "time"), "never");
+    assert_string_equal (s_str (fields, "fields"), "nested");
+    assert_int_equal (json_integer_value (json_object_get (fields, "n")), 5);
+    json_decref (lines);
+    free (text);
+}
+
+#define T_TRACE_A "4bf92f3577b34da6a3ce929d0e0e4736"
+#define T_TRACE_B "0af7651916cd43dd8448eb211c80319c"
+
+/*  Another thread's lines: the trace is per thread. */
+static void *
+s_other_thread (void *arg)
+{
+    (void)arg;
+    rcd_log_info ("other thread");
+    return NULL;
+}
+
+static void
+test_trace_id_comes_from_the_fields_or_else_the_thread (void **state)
+{
+    (void)state;
+    t_capture_t c;
+    s_capture_start (&c);
+    rcd_log_info ("given", "{s:s, s:i}", "trace_id", T_TRACE_A, "n", 1);
+    rcd_log_set_trace (T_TRACE_B);
+    rcd_log_info ("thread's");
+    rcd_log_info ("null given", "{s:s?}", "trace_id", NULL);
+    rcd_log_warn ("given wins", "{s:s}", "trace_id", T_TRACE_A);
+    pthread_t other;
+    assert_int_equal (pthread_create (&other, NULL, s_other_thread, NULL), 0);
+    pthread_join (other, NULL);
+    rcd_log_set_trace (NULL);
+    rcd_log_info ("cleared");
+    rcd_log_set_trace (T_TRACE_B);
+    rcd_log_set_trace ("");
+    rcd_log_info ("cleared by empty");
+    char *text = s_capture_end (&c);
+    json_t *lines = s_parse_lines (text);
+    assert_int_equal (json_array_size (lines), 7);
+    const char *want[] = {T_TRACE_A, T_TRACE_B, T_TRACE_B, T_TRACE_A,
+                          NULL,      NULL,      NULL};
+    for (size_t i = 0; i < 7; i++) {
+        json_t *line = json_array_get (lines, i);
+        const char *got =
+            json_string_value (json_object_get (line, "trace_id"));
+        if (want[i])
+            assert_string_equal (got, want[i]);
+        else
+            assert_null (json_object_get (line, "trace_id"));
+        /* never a field too */
+        assert_null (
+            json_object_get (json_object_get (line, "fields"), "trace_id"));
+    }
+    /* the only other field stays; a null trace leaves no fields at all */
+    assert_int_equal (json_object_size (s_fields (json_array_get (lines, 0))),
+                      1);
+    assert_null (json_object_get (json_array_get (lines, 2), "fields"));
+    assert_string_equal (s_str (json_array_get (lines, 4), "event"),
+                         "other thread");
+    /* right after the event, before the fields */
+    const char *first = strstr (text, "\"event\":\"given\",\"trace_id\":");
+    assert_non_null (first);
+    assert_true (first < strstr (text, "\"fields\""));
     json_decref (lines);
     free (text);
 }
@@ -253,7 +343,7 @@ test_bad_formats_and_bad_text_still_give_a_line (void **state)
     assert_string_equal (s_str (json_array_get (lines, 1), "log_error"),
                          "fields is not an object");
     assert_string_equal (s_str (json_array_get (lines, 3), "level"), "info");
-    assert_string_equal (s_str (json_array_get (lines, 4), "msg"), "");
+    assert_string_equal (s_str (json_array_get (lines, 4), "event"), "");
     json_decref (lines);
     free (text);
 }
@@ -292,7 +382,7 @@ test_concurrent_writers_never_split_lines (void **state)
     /* each thread's lines arrive whole and in its order */
     int next[T_THREADS] = {0};
     for (size_t i = 0; i < json_array_size (lines); i++) {
-        json_t *line = json_array_get (lines, i);
+        json_t *line = s_fields (json_array_get (lines, i));
         int t = (int)json_integer_value (json_object_get (line, "thread"));
         assert_true (t >= 0 && t < T_THREADS);
         assert_int_equal (json_integer_value (json_object_get (line, "i")),
@@ -369,6 +459,8 @@ main (void)
             test_dropped_lines_release_the_objects_they_were_given, s_reset),
         cmocka_unit_test_setup (test_extra_fields_cannot_replace_core_fields,
                                 s_reset),
+        cmocka_unit_test_setup (
+            test_trace_id_comes_from_the_fields_or_else_the_thread, s_reset),
         cmocka_unit_test_setup (test_bad_formats_and_bad_text_still_give_a_line,
                                 s_reset),
         cmocka_unit_test_setup (test_concurrent_writers_never_split_lines,
