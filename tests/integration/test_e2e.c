@@ -239,7 +239,7 @@ test_thousand_messages_reach_the_gateway_exactly_once (void **state)
     for (int i = N_SINGLE; i < N_TOTAL; i++) {
         char to[32], text[64];
         snprintf (to, sizeof to, "+5511%09d", 900000000 + i);
-        snprintf (phones[i], sizeof phones[i], "%s", to + 1);
+        snprintf (phones[i], sizeof phones[i], "%.15s", to + 1);
         snprintf (text, sizeof text, "e2e message %d", i);
         json_array_append_new (
             items, json_pack ("{s:s, s:s}", "to", to, "text", text));
