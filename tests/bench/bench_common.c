@@ -1,7 +1,11 @@
 /*  bench_common.c - what the benchmark programs share. */
 #include "bench_common.h"
+#include "rcd_db.h"
+#include "rcd_migrate.h"
+#include "rcd_test.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,4 +71,70 @@ bench_postgres_cpu (void)
     if (proc)
         closedir (proc);
     return total;
+}
+
+const char *
+bench_fresh_database (const char *name, char *url, size_t size)
+{
+    const char *base = getenv ("RECADO_BENCH_PG");
+    if (!base)
+        return "RECADO_BENCH_PG is not set (use tests/bench/run)";
+    char admin[512];
+    snprintf (admin, sizeof admin, "%s dbname=postgres", base);
+    rcd_db_t *db = rcd_db_new (admin);
+    const char *why = NULL;
+    if (!db || !rcd_db_connected (db))
+        why = "cannot reach PostgreSQL";
+    /* name is the program's own constant: identifiers cannot be
+       parameters */
+    char sql[256];
+    snprintf (sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+    if (!why && rcd_db_script (db, sql) != 0)
+        why = "cannot drop the old database";
+    snprintf (sql, sizeof sql, "CREATE DATABASE %s", name);
+    if (!why && rcd_db_script (db, sql) != 0)
+        why = "cannot create the database";
+    rcd_db_destroy (&db);
+    if (why)
+        return why;
+    snprintf (url, size, "%s dbname=%s", base, name);
+    db = rcd_db_new (url);
+    if (!db || rcd_migrate_apply (db) < 0)
+        why = "migrations failed";
+    rcd_db_destroy (&db);
+    return why;
+}
+
+pid_t
+bench_start_ingestor (const char *db_url, const char *admin_key, char *api_url,
+                      size_t size)
+{
+    int port = rcd_test_free_port ();
+    snprintf (api_url, size, "http://127.0.0.1:%d", port);
+    char env[7][600];
+    snprintf (env[0], sizeof env[0], "DATABASE_URL=%s", db_url);
+    snprintf (env[1], sizeof env[1], "RECADO_ADMIN_KEY=%s", admin_key);
+    snprintf (env[2], sizeof env[2], "RECADO_HTTP_PORT=%d", port);
+    snprintf (env[3], sizeof env[3],
+              "RECADO_EVENTS_ENDPOINT=tcp://127.0.0.1:%d",
+              rcd_test_free_port ());
+    snprintf (env[4], sizeof env[4], "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d",
+              rcd_test_free_port ());
+    snprintf (env[5], sizeof env[5], "RECADO_LOG_LEVEL=warn");
+    snprintf (env[6], sizeof env[6], "RECADO_API_RATE_PER_SECOND=0");
+    const char *envp[] = {env[0], env[1], env[2], env[3],
+                          env[4], env[5], env[6], NULL};
+    char *bin = rcd_test_bin ("recado-ingestor");
+    const char *argv[] = {bin, NULL};
+    pid_t pid = rcd_test_spawn (argv, envp, "bench-services.log");
+    free (bin);
+    if (pid <= 0)
+        return -1;
+    char url[160];
+    snprintf (url, sizeof url, "%s/readyz", api_url);
+    if (!rcd_test_wait_http_ok (url, 20000)) {
+        rcd_test_stop (pid, SIGKILL, 2000);
+        return -1;
+    }
+    return pid;
 }

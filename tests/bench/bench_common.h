@@ -2,6 +2,7 @@
 #ifndef BENCH_COMMON_H_INCLUDED
 #define BENCH_COMMON_H_INCLUDED
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /*  User + system CPU seconds of a process (fields 14 and 15 of
@@ -14,5 +15,20 @@ bench_cpu_seconds (pid_t pid, pid_t *ppid);
     postmaster and every child of it. */
 double
 bench_postgres_cpu (void);
+
+/*  Creates database name afresh on RECADO_BENCH_PG with every migration
+    applied; its conninfo goes to url. Returns NULL, or what failed. */
+const char *
+bench_fresh_database (const char *name, char *url, size_t size);
+
+/*  Starts recado-ingestor on db_url and a free port with admin key
+    admin_key, its events and nudges going where nobody listens (dropped,
+    as the ingestor allows), log level warn and the per-key API rate
+    limit off (the figures are the ingest's), its output appended to
+    bench-services.log; api_url receives "http://127.0.0.1:<port>".
+    Returns its pid once /readyz answers, or -1. */
+pid_t
+bench_start_ingestor (const char *db_url, const char *admin_key, char *api_url,
+                      size_t size);
 
 #endif

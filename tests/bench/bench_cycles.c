@@ -99,53 +99,14 @@ s_api (const char *method, const char *path, const char *key, const char *body,
 static void
 s_prepare (void)
 {
-    const char *base = getenv ("RECADO_BENCH_PG");
-    if (!base)
-        s_die ("RECADO_BENCH_PG is not set (use tests/bench/run)", NULL);
-    char admin[512];
-    snprintf (admin, sizeof admin, "%s dbname=postgres", base);
-    rcd_db_t *db = rcd_db_new (admin);
-    if (!db || !rcd_db_connected (db))
-        s_die ("cannot reach PostgreSQL", NULL);
-    if (rcd_db_script (db, "DROP DATABASE IF EXISTS " S_DB_NAME
-                           " WITH (FORCE)") != 0 ||
-        rcd_db_script (db, "CREATE DATABASE " S_DB_NAME) != 0)
-        s_die ("cannot create database", rcd_db_error (db));
-    rcd_db_destroy (&db);
-    snprintf (s_db_url, sizeof s_db_url, "%s dbname=" S_DB_NAME, base);
-    db = s_db ();
-    if (rcd_migrate_apply (db) < 0)
-        s_die ("migrations failed", rcd_db_error (db));
-    rcd_db_destroy (&db);
-
-    int port = rcd_test_free_port ();
-    snprintf (s_api_url, sizeof s_api_url, "http://127.0.0.1:%d", port);
-    static char env[7][600];
-    snprintf (env[0], sizeof env[0], "DATABASE_URL=%s", s_db_url);
-    snprintf (env[1], sizeof env[1], "RECADO_ADMIN_KEY=bench-admin");
-    snprintf (env[2], sizeof env[2], "RECADO_HTTP_PORT=%d", port);
-    /* nobody listens on these: events and nudges are dropped, which the
-       ingestor tolerates by design; the figures are the ingest alone */
-    snprintf (env[3], sizeof env[3],
-              "RECADO_EVENTS_ENDPOINT=tcp://127.0.0.1:%d",
-              rcd_test_free_port ());
-    snprintf (env[4], sizeof env[4], "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d",
-              rcd_test_free_port ());
-    snprintf (env[5], sizeof env[5], "RECADO_LOG_LEVEL=warn");
-    /* the figure is the ingest's, not the per-key rate limit's */
-    snprintf (env[6], sizeof env[6], "RECADO_API_RATE_PER_SECOND=0");
-    const char *envp[] = {env[0], env[1], env[2], env[3],
-                          env[4], env[5], env[6], NULL};
-    char *bin = rcd_test_bin ("recado-ingestor");
-    const char *argv[] = {bin, NULL};
-    s_ingestor = rcd_test_spawn (argv, envp, "bench-services.log");
-    free (bin);
+    const char *why =
+        bench_fresh_database (S_DB_NAME, s_db_url, sizeof s_db_url);
+    if (why)
+        s_die (why, NULL);
+    s_ingestor = bench_start_ingestor (s_db_url, "bench-admin", s_api_url,
+                                       sizeof s_api_url);
     if (s_ingestor <= 0)
-        s_die ("cannot start", "recado-ingestor");
-    char url[128];
-    snprintf (url, sizeof url, "%s/readyz", s_api_url);
-    if (!rcd_test_wait_http_ok (url, 20000))
-        s_die ("ingestor not ready", NULL);
+        s_die ("cannot start recado-ingestor", NULL);
 
     json_t *t = s_api ("POST", "/v1/tenants", "bench-admin",
                        "{\"name\":\"bench cycles\"}", 201);
