@@ -96,3 +96,6 @@ rcd_events_replica (rcd_events_t *self)
 {
     return self->replica;
 }
+
+const double rcd_latency_bounds_s[RCD_LATENCY_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};

@@ -30,6 +30,14 @@ rcd_events_emit (rcd_events_t *self, const char *kind, uint64_t count,
 int
 rcd_events_heartbeat (rcd_events_t *self, const char *state);
 
+/*  Upper bounds in seconds of the gateway request-time buckets: a sender
+    reports its requests per bucket as "send.latency_bucket" events
+    (count = requests, value = their summed microseconds, detail
+    "le_us=<bound in us>" or "le_us=+Inf"), and the monitor renders them
+    as the histogram recado_send_latency_seconds with the same bounds. */
+#define RCD_LATENCY_BUCKETS 13
+extern const double rcd_latency_bounds_s[RCD_LATENCY_BUCKETS];
+
 /*  Replica name. Borrowed. */
 const char *
 rcd_events_replica (rcd_events_t *self);

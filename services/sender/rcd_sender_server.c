@@ -16,6 +16,9 @@
                                      messages written with that outcome
                    message.released  dispatches handed back on DRAIN
                    send.latency_us   count = requests, value = summed us
+                   send.latency_bucket  the same per request-time bucket
+                                     (rcd_latency_bounds_s, detail
+                                     "le_us=<bound>" or "le_us=+Inf")
                    outcome.stale     results the fence rejected
                    frame.malformed   undecodable or unexpected frames
                    dispatch.expired  dispatches dropped, lease (nearly) over
@@ -513,6 +516,10 @@ typedef struct {
     uint64_t unrecognised_logged; /* bodies logged this second */
     uint64_t n_requests;          /* send.latency_us count */
     int64_t latency_sum_us;       /* send.latency_us value */
+    /* send.latency_bucket: requests and summed us per bucket, the last
+       one past every bound */
+    uint64_t bucket_n[RCD_LATENCY_BUCKETS + 1];
+    int64_t bucket_us[RCD_LATENCY_BUCKETS + 1];
     /* totals, logged at exit */
     uint64_t total_sent, total_retry, total_failed, total_unknown;
     uint64_t total_stale, total_released, total_blocked;
@@ -1120,8 +1127,15 @@ s_self_flush (self_t *self)
     int64_t latency_sum = 0;
     for (size_t i = 0; i < self->nout; i++)
         if (self->out[i].latency_us >= 0) {
+            int64_t us = self->out[i].latency_us;
             requests++;
-            latency_sum += self->out[i].latency_us;
+            latency_sum += us;
+            size_t b = 0;
+            while (b < RCD_LATENCY_BUCKETS &&
+                   (double)us > rcd_latency_bounds_s[b] * 1e6)
+                b++;
+            self->bucket_n[b]++;
+            self->bucket_us[b] += us;
         }
     self->n_sent += (uint64_t)changed[S_OUT_SENT];
     self->n_retry += (uint64_t)retried;
@@ -1579,6 +1593,20 @@ s_self_emit_counters (self_t *self)
                          self->latency_sum_us, NULL);
     self->n_requests = 0;
     self->latency_sum_us = 0;
+    for (size_t b = 0; b <= RCD_LATENCY_BUCKETS; b++) {
+        if (!self->bucket_n[b])
+            continue;
+        char le[32];
+        if (b < RCD_LATENCY_BUCKETS)
+            snprintf (le, sizeof le, "le_us=%.0f",
+                      rcd_latency_bounds_s[b] * 1e6);
+        else
+            snprintf (le, sizeof le, "le_us=+Inf");
+        rcd_events_emit (self->events, "send.latency_bucket", self->bucket_n[b],
+                         0, self->bucket_us[b], le);
+        self->bucket_n[b] = 0;
+        self->bucket_us[b] = 0;
+    }
 }
 
 /*  Periodic work: flushes, the once-a-second news, cache refresh, and
