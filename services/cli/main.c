@@ -4,7 +4,8 @@
       recado version               print the version
       recado send --to N --text T  send one message through the API
       recado status ID             show one message with its history
-      recado alerts                print alerts from the monitor as JSON lines
+      recado alerts [--severity S] print alerts from the monitor as JSON
+                                   lines (S: critical, warning or info)
 
     send and status talk to the ingestor at RECADO_API_URL (default
     http://127.0.0.1:8080) with the tenant key in RECADO_API_KEY (or
@@ -31,7 +32,8 @@ static const char *s_usage =
     "  send --to N --text T [--key K] [--priority P] [--send-at T]\n"
     "                               send one message through the API\n"
     "  status ID [--key K]          show one message with its history\n"
-    "  alerts                       print monitor alerts as JSON lines\n"
+    "  alerts [--severity S]        print monitor alerts as JSON lines\n"
+    "                               (S: critical, warning or info)\n"
     "environment: DATABASE_URL, RECADO_API_URL, RECADO_API_KEY,\n"
     "             RECADO_ALERTS_ENDPOINT";
 
@@ -74,9 +76,31 @@ s_connectable (const char *endpoint, char *out, size_t size)
         snprintf (out, size, "%s", endpoint);
 }
 
+/*  Subscribes to the monitor's alerts (one severity with --severity) and
+    prints each body as one JSON line until interrupted. */
 static int
-s_cmd_alerts (void)
+s_cmd_alerts (int argc, char **argv)
 {
+    static const char *const severities[] = {"critical", "warning", "info"};
+    char prefix[64] = "alert.";
+    for (int i = 1; i < argc; i++) {
+        bool known = false;
+        if (!strcmp (argv[i], "--severity") && i + 1 < argc) {
+            i++;
+            for (size_t s = 0; s < 3; s++)
+                if (!strcmp (argv[i], severities[s])) {
+                    snprintf (prefix, sizeof prefix, "alert.%s.", argv[i]);
+                    known = true;
+                }
+        }
+        if (!known) {
+            fprintf (stderr,
+                     "recado: alerts takes --severity critical|warning|info"
+                     "\n%s\n",
+                     s_usage);
+            return 64;
+        }
+    }
     char endpoint[256];
     s_connectable (s_env ("RECADO_ALERTS_ENDPOINT", "tcp://127.0.0.1:9091"),
                    endpoint, sizeof endpoint);
@@ -86,7 +110,7 @@ s_cmd_alerts (void)
         zsock_destroy (&sub);
         return 69;
     }
-    zsock_set_subscribe (sub, "alert.");
+    zsock_set_subscribe (sub, prefix);
     while (!zsys_interrupted) {
         char *topic = NULL, *body = NULL;
         if (zsock_recv (sub, "ss", &topic, &body) != 0)
@@ -119,7 +143,7 @@ main (int argc, char **argv)
     if (!strcmp (cmd, "migrate"))
         return s_cmd_migrate ();
     if (!strcmp (cmd, "alerts"))
-        return s_cmd_alerts ();
+        return s_cmd_alerts (argc - 1, argv + 1);
     if (!strcmp (cmd, "send") || !strcmp (cmd, "status"))
         return rcd_cli_api (argc - 1, argv + 1,
                             s_env ("RECADO_API_URL", "http://127.0.0.1:8080"),

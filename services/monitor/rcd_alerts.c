@@ -232,6 +232,15 @@ rcd_alerts_sweep (rcd_alerts_t *self, const char *rule, const char *summary)
     }
 }
 
+bool
+rcd_alerts_is_firing (rcd_alerts_t *self, const char *rule, const char *key)
+{
+    assert (self && rule && key);
+    size_t index = 0;
+    s_alert_t *alert = s_alerts_find (self, rule, key, &index);
+    return alert && alert->firing;
+}
+
 size_t
 rcd_alerts_firing (rcd_alerts_t *self, const char *rule)
 {

@@ -57,6 +57,10 @@ rcd_alerts_observe (rcd_alerts_t *self, const char *rule, const char *severity,
 void
 rcd_alerts_sweep (rcd_alerts_t *self, const char *rule, const char *summary);
 
+/*  Whether the alert (rule, key) is firing now. */
+bool
+rcd_alerts_is_firing (rcd_alerts_t *self, const char *rule, const char *key);
+
 /*  Number of firing alerts of rule (all rules when rule is NULL). */
 size_t
 rcd_alerts_firing (rcd_alerts_t *self, const char *rule);

@@ -14,19 +14,24 @@
    are bounded by proto/ (at most 64 bytes each). */
 #define RCD_METRICS_MAX_KEY 4096
 
-typedef enum { S_COUNTER, S_GAUGE } s_type_t;
+typedef enum { S_COUNTER, S_GAUGE, S_HISTOGRAM } s_type_t;
 
 /*  One time series: its rendered label set and its value. */
 typedef struct {
-    char *labels; /* `k="v",k2="v2"` escaped; "" without labels */
-    double value;
+    char *labels;    /* `k="v",k2="v2"` escaped; "" without labels */
+    double value;    /* counter or gauge value; a histogram's count */
+    double sum;      /* histogram: sum of the observed values */
+    double *buckets; /* histogram: per-bucket counts, not cumulative;
+                        nbounds + 1 of them, the last one +Inf */
 } s_series_t;
 
 struct rcd_metric {
     rcd_metrics_t *owner;                      /* for the series limit */
     char *name;                                /* metric name */
     char *help;                                /* # HELP text, unescaped */
-    s_type_t type;                             /* counter or gauge */
+    s_type_t type;                             /* counter, gauge, ... */
+    double *bounds;                            /* histogram upper bounds */
+    size_t nbounds;                            /* ascending, finite */
     size_t nlabels;                            /* label names in use */
     char *label_names[RCD_METRICS_MAX_LABELS]; /* owned */
     zhashx_t *index;                           /* labels -> s_series_t * */
@@ -151,19 +156,30 @@ rcd_metrics_new (size_t max_series)
 }
 
 static void
+s_series_destroy (s_series_t **series_p)
+{
+    s_series_t *series = *series_p;
+    if (!series)
+        return;
+    free (series->buckets);
+    free (series->labels);
+    free (series);
+    *series_p = NULL;
+}
+
+static void
 s_metric_destroy (rcd_metric_t **self_p)
 {
     rcd_metric_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->size; i++) {
-        free (self->series[i]->labels);
-        free (self->series[i]);
-    }
+    for (size_t i = 0; i < self->size; i++)
+        s_series_destroy (&self->series[i]);
     free (self->series);
     zhashx_destroy (&self->index);
     for (size_t i = 0; i < self->nlabels; i++)
         free (self->label_names[i]);
+    free (self->bounds);
     free (self->help);
     free (self->name);
     free (self);
@@ -183,6 +199,39 @@ rcd_metrics_destroy (rcd_metrics_t **self_p)
     *self_p = NULL;
 }
 
+/*  Finds the series whose rendered label set is key, creating it when
+    create is set. Returns NULL when absent (or refused). */
+static s_series_t *
+s_metric_find (rcd_metric_t *self, const char *key, bool create)
+{
+    s_series_t *series = zhashx_lookup (self->index, key);
+    if (series || !create)
+        return series;
+    if (self->size >= self->owner->max_series)
+        return NULL;
+    if (self->size == self->cap) {
+        size_t cap = self->cap ? self->cap * 2 : 16;
+        s_series_t **grown = realloc (self->series, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        self->series = grown;
+        self->cap = cap;
+    }
+    series = calloc (1, sizeof *series);
+    if (!series)
+        return NULL;
+    series->labels = strdup (key);
+    if (self->type == S_HISTOGRAM)
+        series->buckets = calloc (self->nbounds + 1, sizeof (double));
+    if (!series->labels || (self->type == S_HISTOGRAM && !series->buckets) ||
+        zhashx_insert (self->index, series->labels, series) != 0) {
+        s_series_destroy (&series);
+        return NULL;
+    }
+    self->series[self->size++] = series;
+    return series;
+}
+
 /*  Finds the series for the label values in args, creating it when
     create is set. Returns NULL when absent (or refused). */
 static s_series_t *
@@ -191,6 +240,7 @@ s_metric_series (rcd_metric_t *self, va_list args, bool create)
     s_buf_t key = {0};
     size_t n = 0;
     const char *value;
+    s_buf_puts (&key, "");
     while ((value = va_arg (args, const char *)) != NULL) {
         /* a wrong count of label values is a programmer error */
         assert (n < self->nlabels);
@@ -203,37 +253,9 @@ s_metric_series (rcd_metric_t *self, va_list args, bool create)
         n++;
     }
     assert (n == self->nlabels);
-    if (n == 0)
-        s_buf_puts (&key, "");
     s_series_t *series = NULL;
-    if (key.failed || key.len > RCD_METRICS_MAX_KEY)
-        goto cleanup;
-    series = zhashx_lookup (self->index, key.data);
-    if (series || !create)
-        goto cleanup;
-    if (self->size >= self->owner->max_series)
-        goto cleanup;
-    if (self->size == self->cap) {
-        size_t cap = self->cap ? self->cap * 2 : 16;
-        s_series_t **grown = realloc (self->series, cap * sizeof *grown);
-        if (!grown)
-            goto cleanup;
-        self->series = grown;
-        self->cap = cap;
-    }
-    series = calloc (1, sizeof *series);
-    if (!series)
-        goto cleanup;
-    series->labels = key.data;
-    key.data = NULL;
-    if (zhashx_insert (self->index, series->labels, series) != 0) {
-        free (series->labels);
-        free (series);
-        series = NULL;
-        goto cleanup;
-    }
-    self->series[self->size++] = series;
-cleanup:
+    if (!key.failed && key.len <= RCD_METRICS_MAX_KEY)
+        series = s_metric_find (self, key.data, create);
     free (key.data);
     return series;
 }
@@ -241,7 +263,8 @@ cleanup:
 /*  Declares a family; label names come from args. */
 static rcd_metric_t *
 s_metrics_declare (rcd_metrics_t *self, const char *name, const char *help,
-                   s_type_t type, va_list args)
+                   s_type_t type, const double *bounds, size_t nbounds,
+                   va_list args)
 {
     if (!rcd_metrics_name_valid (name))
         return NULL;
@@ -266,10 +289,23 @@ s_metrics_declare (rcd_metrics_t *self, const char *name, const char *help,
     metric->index = zhashx_new ();
     if (!metric->name || !metric->help || !metric->index)
         goto failed;
+    if (type == S_HISTOGRAM) {
+        metric->bounds = malloc ((nbounds ? nbounds : 1) * sizeof (double));
+        if (!metric->bounds)
+            goto failed;
+        for (size_t i = 0; i < nbounds; i++) {
+            /* ascending and finite: +Inf is always added */
+            if (!isfinite (bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+                goto failed;
+            metric->bounds[i] = bounds[i];
+        }
+        metric->nbounds = nbounds;
+    }
     const char *label;
     while ((label = va_arg (args, const char *)) != NULL) {
         if (metric->nlabels == RCD_METRICS_MAX_LABELS ||
-            !s_label_name_valid (label))
+            !s_label_name_valid (label) ||
+            (type == S_HISTOGRAM && strcmp (label, "le") == 0))
             goto failed;
         for (size_t i = 0; i < metric->nlabels; i++)
             if (strcmp (metric->label_names[i], label) == 0)
@@ -280,7 +316,7 @@ s_metrics_declare (rcd_metrics_t *self, const char *name, const char *help,
         metric->nlabels++;
     }
     self->families[self->size++] = metric;
-    if (metric->nlabels == 0 && rcd_metric_set (metric, 0, NULL) != 0) {
+    if (metric->nlabels == 0 && !s_metric_find (metric, "", true)) {
         self->size--;
         goto failed;
     }
@@ -297,7 +333,7 @@ rcd_metrics_counter (rcd_metrics_t *self, const char *name, const char *help,
     va_list args;
     va_start (args, help);
     rcd_metric_t *metric =
-        s_metrics_declare (self, name, help, S_COUNTER, args);
+        s_metrics_declare (self, name, help, S_COUNTER, NULL, 0, args);
     va_end (args);
     return metric;
 }
@@ -307,7 +343,20 @@ rcd_metrics_gauge (rcd_metrics_t *self, const char *name, const char *help, ...)
 {
     va_list args;
     va_start (args, help);
-    rcd_metric_t *metric = s_metrics_declare (self, name, help, S_GAUGE, args);
+    rcd_metric_t *metric =
+        s_metrics_declare (self, name, help, S_GAUGE, NULL, 0, args);
+    va_end (args);
+    return metric;
+}
+
+rcd_metric_t *
+rcd_metrics_histogram (rcd_metrics_t *self, const char *name, const char *help,
+                       const double *bounds, size_t nbounds, ...)
+{
+    va_list args;
+    va_start (args, nbounds);
+    rcd_metric_t *metric = s_metrics_declare (self, name, help, S_HISTOGRAM,
+                                              bounds, nbounds, args);
     va_end (args);
     return metric;
 }
@@ -315,7 +364,7 @@ rcd_metrics_gauge (rcd_metrics_t *self, const char *name, const char *help, ...)
 int
 rcd_metric_add (rcd_metric_t *self, double delta, ...)
 {
-    assert (self);
+    assert (self && self->type != S_HISTOGRAM);
     if (self->type == S_COUNTER && !(delta >= 0))
         return -1;
     va_list args;
@@ -331,7 +380,7 @@ rcd_metric_add (rcd_metric_t *self, double delta, ...)
 int
 rcd_metric_set (rcd_metric_t *self, double value, ...)
 {
-    assert (self);
+    assert (self && self->type != S_HISTOGRAM);
     va_list args;
     va_start (args, value);
     s_series_t *series = s_metric_series (self, args, true);
@@ -340,6 +389,71 @@ rcd_metric_set (rcd_metric_t *self, double value, ...)
         return -1;
     series->value = value;
     return 0;
+}
+
+/*  Index of the first bucket whose bound is >= value (nbounds: +Inf). */
+static size_t
+s_metric_bucket_of (rcd_metric_t *self, double value)
+{
+    size_t lo = 0, hi = self->nbounds;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (self->bounds[mid] >= value)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+int
+rcd_metric_observe (rcd_metric_t *self, double value, double count, ...)
+{
+    assert (self && self->type == S_HISTOGRAM);
+    if (!(count >= 0) || isnan (value))
+        return -1;
+    va_list args;
+    va_start (args, count);
+    s_series_t *series = s_metric_series (self, args, true);
+    va_end (args);
+    if (!series)
+        return -1;
+    series->buckets[s_metric_bucket_of (self, value)] += count;
+    series->sum += value * count;
+    series->value += count;
+    return 0;
+}
+
+int
+rcd_metric_observe_bucket (rcd_metric_t *self, double le, double count,
+                           double sum, ...)
+{
+    assert (self && self->type == S_HISTOGRAM);
+    if (!(count >= 0) || isnan (le) || isnan (sum))
+        return -1;
+    va_list args;
+    va_start (args, sum);
+    s_series_t *series = s_metric_series (self, args, true);
+    va_end (args);
+    if (!series)
+        return -1;
+    series->buckets[s_metric_bucket_of (self, le)] += count;
+    series->sum += sum;
+    series->value += count;
+    return 0;
+}
+
+void
+rcd_metric_clear (rcd_metric_t *self)
+{
+    assert (self);
+    for (size_t i = 0; i < self->size; i++) {
+        zhashx_delete (self->index, self->series[i]->labels);
+        s_series_destroy (&self->series[i]);
+    }
+    self->size = 0;
+    if (self->nlabels == 0)
+        s_metric_find (self, "", true);
 }
 
 double
@@ -371,8 +485,7 @@ rcd_metric_remove (rcd_metric_t *self, ...)
             self->size--;
             break;
         }
-    free (series->labels);
-    free (series);
+    s_series_destroy (&series);
     return 0;
 }
 
@@ -383,10 +496,53 @@ rcd_metric_size (rcd_metric_t *self)
     return self->size;
 }
 
+/*  Appends one sample line: name, suffix, the series' labels plus an
+    optional le label, and the value. */
+static void
+s_buf_sample (s_buf_t *buf, const rcd_metric_t *metric, const char *suffix,
+              const s_series_t *series, const char *le, double value)
+{
+    s_buf_puts (buf, metric->name);
+    s_buf_puts (buf, suffix);
+    if (*series->labels || le) {
+        s_buf_puts (buf, "{");
+        s_buf_puts (buf, series->labels);
+        if (le) {
+            s_buf_puts (buf, *series->labels ? ",le=\"" : "le=\"");
+            s_buf_puts (buf, le);
+            s_buf_puts (buf, "\"");
+        }
+        s_buf_puts (buf, "}");
+    }
+    s_buf_puts (buf, " ");
+    s_buf_value (buf, value);
+    s_buf_puts (buf, "\n");
+}
+
+/*  A histogram series: cumulative buckets, +Inf, _sum and _count. */
+static void
+s_buf_histogram (s_buf_t *buf, const rcd_metric_t *metric,
+                 const s_series_t *series)
+{
+    double cumulative = 0;
+    for (size_t b = 0; b < metric->nbounds; b++) {
+        char le[64];
+        snprintf (le, sizeof le, "%.15g", metric->bounds[b]);
+        cumulative += series->buckets[b];
+        s_buf_sample (buf, metric, "_bucket", series, le, cumulative);
+    }
+    cumulative += series->buckets[metric->nbounds];
+    s_buf_sample (buf, metric, "_bucket", series, "+Inf", cumulative);
+    s_buf_sample (buf, metric, "_sum", series, NULL, series->sum);
+    s_buf_sample (buf, metric, "_count", series, NULL, cumulative);
+}
+
 char *
 rcd_metrics_render (rcd_metrics_t *self)
 {
     assert (self);
+    static const char *const types[] = {" counter\n", " gauge\n",
+                                        " histogram\n"};
     s_buf_t buf = {0};
     s_buf_puts (&buf, "");
     for (size_t f = 0; f < self->size; f++) {
@@ -397,19 +553,13 @@ rcd_metrics_render (rcd_metrics_t *self)
         s_buf_escaped (&buf, metric->help, true);
         s_buf_puts (&buf, "\n# TYPE ");
         s_buf_puts (&buf, metric->name);
-        s_buf_puts (&buf,
-                    metric->type == S_COUNTER ? " counter\n" : " gauge\n");
+        s_buf_puts (&buf, types[metric->type]);
         for (size_t i = 0; i < metric->size; i++) {
-            s_series_t *series = metric->series[i];
-            s_buf_puts (&buf, metric->name);
-            if (*series->labels) {
-                s_buf_puts (&buf, "{");
-                s_buf_puts (&buf, series->labels);
-                s_buf_puts (&buf, "}");
-            }
-            s_buf_puts (&buf, " ");
-            s_buf_value (&buf, series->value);
-            s_buf_puts (&buf, "\n");
+            if (metric->type == S_HISTOGRAM)
+                s_buf_histogram (&buf, metric, metric->series[i]);
+            else
+                s_buf_sample (&buf, metric, "", metric->series[i], NULL,
+                              metric->series[i]->value);
         }
     }
     if (buf.failed) {

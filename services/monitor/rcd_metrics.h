@@ -1,5 +1,5 @@
-/*  rcd_metrics.h - a small registry of counters and gauges with labels,
-    rendered as Prometheus text exposition (format 0.0.4).
+/*  rcd_metrics.h - a small registry of counters, gauges and histograms
+    with labels, rendered as Prometheus text exposition (format 0.0.4).
 
     A family (one metric name, one type, one fixed list of label names) is
     declared once and returns a handle; samples are addressed by their
@@ -9,6 +9,10 @@
                                                "Events received.",
                                                "service", "kind", NULL);
         rcd_metric_add (m, 3, "sender", "message.sent", NULL);
+
+    A histogram family has fixed, ascending upper bounds (+Inf is
+    implied) and renders each series as cumulative <name>_bucket{le}
+    lines, <name>_sum and <name>_count.
 
     Label values come from the network, so each family holds at most
     max_series samples: beyond that a new series is refused (-1) and the
@@ -44,8 +48,32 @@ rcd_metric_t *
 rcd_metrics_gauge (rcd_metrics_t *self, const char *name, const char *help, ...)
     __attribute__ ((sentinel));
 
-/*  Adds delta to the series with these label values (created at 0 when
-    new). Counters only go up: a negative delta on a counter is refused.
+/*  Declares a histogram family with nbounds ascending finite upper
+    bounds (copied), then its label names as above ("le" is reserved).
+    Returns NULL as above, or when the bounds are not ascending. */
+rcd_metric_t *
+rcd_metrics_histogram (rcd_metrics_t *self, const char *name, const char *help,
+                       const double *bounds, size_t nbounds, ...)
+    __attribute__ ((sentinel));
+
+/*  Histograms: records count observations of value in the series with
+    these label values. Returns 0, or -1 as rcd_metric_add (also for a
+    negative count or a NaN value). */
+int
+rcd_metric_observe (rcd_metric_t *self, double value, double count, ...)
+    __attribute__ ((sentinel));
+
+/*  Histograms, for observations bucketed elsewhere: adds count to the
+    first bucket whose bound is >= le (an le above every bound, e.g.
+    INFINITY, is the +Inf bucket) and sum to the series' sum. Exact when
+    the bucketing side used the same bounds. Returns 0 or -1. */
+int
+rcd_metric_observe_bucket (rcd_metric_t *self, double le, double count,
+                           double sum, ...) __attribute__ ((sentinel));
+
+/*  Counters and gauges: adds delta to the series with these label
+    values (created at 0 when new). Counters only go up: a negative delta
+    on a counter is refused.
     Returns 0, or -1 when the series limit is reached or out of memory. */
 int
 rcd_metric_add (rcd_metric_t *self, double delta, ...)
@@ -56,13 +84,20 @@ int
 rcd_metric_set (rcd_metric_t *self, double value, ...)
     __attribute__ ((sentinel));
 
-/*  Value of a series; NAN when it does not exist. */
+/*  Value of a series (a histogram's count); NAN when it does not
+    exist. */
 double
 rcd_metric_value (rcd_metric_t *self, ...) __attribute__ ((sentinel));
 
 /*  Removes a series (a replica forgotten). Returns 0, or -1 when absent. */
 int
 rcd_metric_remove (rcd_metric_t *self, ...) __attribute__ ((sentinel));
+
+/*  Removes every series of the family (a family without labels keeps
+    its one series, back at 0). For gauges re-read whole on each poll,
+    so that vanished subjects vanish from the exposition. */
+void
+rcd_metric_clear (rcd_metric_t *self);
 
 /*  Number of series in the family. */
 size_t

@@ -72,6 +72,7 @@ s_monitor_start (s_monitor_t *mon, int heartbeat_timeout_ms,
     snprintf (value, sizeof value, "%d", heartbeat_timeout_ms);
     setenv ("RECADO_HEARTBEAT_TIMEOUT_MS", value, 1);
     setenv ("RECADO_DB_POLL_MS", "200", 1);
+    setenv ("RECADO_DB_SLOW_POLL_MS", "200", 1);
     setenv ("DATABASE_URL", database_url ? database_url : s_db_url, 1);
     assert_int_equal (rcd_config_load (rcd_monitor_config_specs, &mon->cfg), 0);
     mon->actor = zactor_new (rcd_monitor_server, &mon->cfg);
@@ -209,6 +210,7 @@ s_name_ok (const char *name, size_t n, bool label)
 typedef struct {
     char name[128];
     bool help, type, samples, closed;
+    bool histogram; /* samples are <name>_bucket, _sum and _count */
 } s_family_t;
 
 static s_family_t *
@@ -320,6 +322,7 @@ s_check_exposition (const char *text)
                 if (!known)
                     fail_msg ("bad TYPE: %s", line);
                 f->type = true;
+                f->histogram = strcmp (t, "histogram") == 0;
             }
             if (current && current != f)
                 current->closed = true;
@@ -343,7 +346,20 @@ s_check_exposition (const char *text)
         if (zhashx_lookup (seen, series))
             fail_msg ("series twice: %s", line);
         zhashx_insert (seen, series, (void *)1);
-        s_family_t *f = s_family (families, &count, line, n);
+        /* a histogram's samples belong to the family without suffix */
+        size_t base = n;
+        static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+        for (size_t i = 0; i < 3; i++) {
+            size_t len = strlen (suffixes[i]);
+            if (n > len && strncmp (line + n - len, suffixes[i], len) == 0) {
+                for (size_t h = 0; h < count; h++)
+                    if (families[h].histogram &&
+                        strlen (families[h].name) == n - len &&
+                        strncmp (families[h].name, line, n - len) == 0)
+                        base = n - len;
+            }
+        }
+        s_family_t *f = s_family (families, &count, line, base);
         if (!f->help || !f->type)
             fail_msg ("sample without HELP and TYPE: %s", line);
         if (f->closed || (current && current != f))
@@ -391,6 +407,18 @@ test_events_and_heartbeats_reach_metrics_and_health (void **state)
     assert_int_equal (rcd_events_emit (sched, "claim.batch", 5, 0, 0, NULL), 0);
     assert_int_equal (
         rcd_events_emit (sender, "odd\"kind\\path\nx", 1, 0, 0, NULL), 0);
+    /* request times: summed per second, and (when a sender buckets them)
+       per bucket into the histogram */
+    assert_int_equal (
+        rcd_events_emit (sender, "send.latency_us", 3, 0, 150000, NULL), 0);
+    assert_int_equal (rcd_events_emit (sender, "send.latency_bucket", 2, 0,
+                                       30000, "le_us=25000"),
+                      0);
+    assert_int_equal (rcd_events_emit (sender, "send.latency_bucket", 1, 0,
+                                       120000, "le_us=+Inf"),
+                      0);
+    assert_int_equal (
+        rcd_events_emit (sender, "send.latency_bucket", 1, 0, 1, "le_us=x"), 0);
     assert_true (s_wait_metric (&mon, "recado_messages_total{status=\"sent\"}",
                                 7, &pumps));
     assert_true (s_wait_metric (
@@ -408,6 +436,26 @@ test_events_and_heartbeats_reach_metrics_and_health (void **state)
                                 1, &pumps));
     assert_true (
         s_metric (&mon, "recado_frames_received_total{type=\"event\"}") >= 5);
+    assert_true (s_wait_metric (&mon, "recado_send_requests_total", 3, &pumps));
+    assert_true (fabs (s_metric (&mon, "recado_send_request_seconds_total") -
+                       0.15) < 1e-9);
+    assert_true (
+        s_wait_metric (&mon, "recado_send_latency_seconds_count", 3, &pumps));
+    assert_true (
+        s_metric (&mon, "recado_send_latency_seconds_bucket{le=\"0.01\"}") ==
+        0);
+    assert_true (
+        s_metric (&mon, "recado_send_latency_seconds_bucket{le=\"0.025\"}") ==
+        2);
+    assert_true (
+        s_metric (&mon, "recado_send_latency_seconds_bucket{le=\"60\"}") == 2);
+    assert_true (
+        s_metric (&mon, "recado_send_latency_seconds_bucket{le=\"+Inf\"}") ==
+        3);
+    assert_true (fabs (s_metric (&mon, "recado_send_latency_seconds_sum") -
+                       0.15) < 1e-9);
+    assert_true (s_wait_metric (
+        &mon, "recado_monitor_dropped_total{reason=\"bad_event\"}", 1, &pumps));
     double age = s_metric (&mon, "recado_heartbeat_age_seconds{service="
                                  "\"scheduler\",replica=\"sched-1\"}");
     assert_true (age >= 0 && age < 5);
@@ -440,7 +488,13 @@ test_events_and_heartbeats_reach_metrics_and_health (void **state)
                                  "recado_leases_expired",
                                  "recado_dead_letters",
                                  "recado_database_up",
-                                 "recado_alerts_firing"};
+                                 "recado_alerts_firing",
+                                 "recado_send_latency_seconds",
+                                 "recado_claim_to_outcome_seconds",
+                                 "recado_window_messages",
+                                 "recado_messages_due",
+                                 "recado_leases_stuck",
+                                 "recado_scheduler_tick_age_seconds"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char type_line[128];
         snprintf (type_line, sizeof type_line, "# TYPE %s ", names[i]);
@@ -489,8 +543,27 @@ test_database_gauges_and_queue_stats_follow_messages (void **state)
     free (rcd_test_sql (
         s_db_url,
         "INSERT INTO instances (tenant_id, name, provider, base_url,"
-        " rate_per_second) VALUES ($1, 'inst-a', 'evolution',"
-        " 'http://127.0.0.1:1', 10)",
+        " rate_per_second, hourly_cap, hour_start, hour_used)"
+        " VALUES ($1, 'inst-a', 'evolution', 'http://127.0.0.1:1', 10, 100,"
+        " date_trunc('hour', now(), 'UTC'), 7)",
+        1, p));
+    free (rcd_test_sql (
+        s_db_url,
+        "INSERT INTO billing_cycles (tenant_id, external_billing_id, phone,"
+        " amount_cents, due_date, offsets_days) VALUES"
+        " ($1, 'old', '+5511912345678', 100, current_date, '{0}'),"
+        " ($1, 'new', '+5511912345678', 100, current_date, '{0}')",
+        1, p));
+    free (rcd_test_sql (s_db_url,
+                        "UPDATE billing_cycles SET created_at = now() -"
+                        " interval '2 hours' WHERE external_billing_id = 'old'",
+                        0, NULL));
+    free (rcd_test_sql (
+        s_db_url,
+        "INSERT INTO webhook_events (tenant_id, instance_id, provider, kind,"
+        " event_key, payload, outcome) VALUES"
+        " ($1, 1, 'evolution', 'receipt', 'k1', '{}', 'unmatched'),"
+        " ($1, 1, 'evolution', 'receipt', 'k2', '{}', 'applied')",
         1, p));
     free (rcd_test_sql (
         s_db_url,
@@ -527,6 +600,25 @@ test_database_gauges_and_queue_stats_follow_messages (void **state)
     assert_true (s_wait_metric (&mon, "recado_dead_letters", 1, NULL));
     double oldest = s_metric (&mon, "recado_oldest_due_seconds");
     assert_true (oldest >= 90 && oldest < 600);
+    assert_true (s_wait_metric (&mon, "recado_messages_due", 1, NULL));
+    assert_true (s_wait_metric (&mon, "recado_billing_cycles_created_last_hour",
+                                1, NULL));
+    assert_true (s_wait_metric (
+        &mon, "recado_webhook_events_unmatched_last_hour", 1, NULL));
+    char *inst_id = rcd_test_sql (
+        s_db_url, "SELECT id FROM instances WHERE name = 'inst-a'", 0, NULL);
+    char series[160];
+    snprintf (series, sizeof series,
+              "recado_instance_hour_used{instance=\"%s\",tenant=\"%s\","
+              "name=\"inst-a\"}",
+              inst_id, tenant);
+    assert_true (s_wait_metric (&mon, series, 7, NULL));
+    snprintf (series, sizeof series,
+              "recado_instance_hourly_cap{instance=\"%s\",tenant=\"%s\","
+              "name=\"inst-a\"}",
+              inst_id, tenant);
+    assert_true (s_metric (&mon, series) == 100);
+    free (inst_id);
 
     long status = 0;
     json_t *qs = s_get_json (&mon, "/queue-stats", &status);
@@ -562,6 +654,18 @@ test_database_gauges_and_queue_stats_follow_messages (void **state)
                              json_array_get (instances, 0), "name")),
                          "inst-a");
     assert_null (json_object_get (json_array_get (instances, 0), "api_key"));
+    assert_int_equal (json_integer_value (json_object_get (
+                          json_array_get (instances, 0), "hour_used")),
+                      7);
+    assert_int_equal (json_integer_value (json_object_get (
+                          json_array_get (instances, 0), "hourly_cap")),
+                      100);
+    assert_true (json_is_null (
+        json_object_get (json_array_get (instances, 0), "daily_cap")));
+    assert_int_equal (json_integer_value (json_object_get (qs, "due")), 1);
+    assert_int_equal (json_integer_value (json_object_get (
+                          qs, "billing_cycles_created_last_hour")),
+                      1);
     assert_true (json_is_string (json_object_get (qs, "polled_at")));
     json_decref (qs);
 
@@ -590,6 +694,8 @@ test_database_gauges_and_queue_stats_follow_messages (void **state)
     s_monitor_stop (&mon);
     free (rcd_test_sql (s_db_url, "DELETE FROM messages", 0, NULL));
     free (rcd_test_sql (s_db_url, "DELETE FROM dead_letters", 0, NULL));
+    free (rcd_test_sql (s_db_url, "DELETE FROM webhook_events", 0, NULL));
+    free (rcd_test_sql (s_db_url, "DELETE FROM billing_cycles", 0, NULL));
     free (rcd_test_sql (s_db_url, "DELETE FROM instances", 0, NULL));
     free (tenant);
 }
@@ -953,11 +1059,14 @@ test_dashboard_and_http_errors (void **state)
     assert_non_null (strstr (res.body, "<!doctype html>"));
     assert_non_null (strstr (res.body, "queue-stats"));
     assert_non_null (strstr (res.body, "health"));
-    assert_non_null (strstr (res.body, "setInterval(refresh, 2000)"));
-    /* nothing fetched from elsewhere */
+    assert_non_null (strstr (res.body, "queue-stats"));
+    /* nothing fetched from elsewhere: the one <link> is the inline
+       favicon that keeps the browser from asking for /favicon.ico */
     assert_null (strstr (res.body, "src=\"http"));
     assert_null (strstr (res.body, "href=\"http"));
-    assert_null (strstr (res.body, "<link"));
+    assert_null (strstr (res.body, "src=\"//"));
+    assert_null (strstr (res.body, "href=\"//"));
+    assert_non_null (strstr (res.body, "<link rel=\"icon\" href=\"data:,\">"));
     rcd_test_http_free (&res);
 
     res = s_get (&mon, "/nope");

@@ -1,12 +1,14 @@
 /*  test_monitor_classes.c - the monitor's building blocks on their own:
-    rcd_metrics (registry and Prometheus text), rcd_fleet (replicas by
-    heartbeat) and rcd_alerts (fire once, resolve once). No sockets and
+    rcd_metrics (registry and Prometheus text, histograms included),
+    rcd_window (sliding windows), rcd_fleet (replicas by heartbeat) and
+    rcd_alerts (fire once, resolve once). No sockets and
     no database: these live in tests/integration only because they link
     the monitor library.
 */
 #include "rcd_alerts.h"
 #include "rcd_fleet.h"
 #include "rcd_metrics.h"
+#include "rcd_window.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -129,6 +131,90 @@ test_metrics_series_limit_holds_and_remove_frees_a_slot (void **state)
     assert_int_equal (rcd_metric_remove (g, "a", NULL), 0);
     assert_int_equal (rcd_metric_set (g, 1, huge, NULL), -1);
     rcd_metrics_destroy (&reg);
+}
+
+/*  A histogram renders cumulative buckets with le, +Inf, _sum and
+    _count per series; pre-bucketed observations land where the same
+    bounds put them; clear drops every series. */
+static void
+test_metrics_histogram_renders_cumulative_buckets (void **state)
+{
+    (void)state;
+    rcd_metrics_t *reg = rcd_metrics_new (10);
+    static const double bounds[] = {0.1, 1, 2.5};
+    static const double unsorted[] = {1, 0.5};
+    assert_null (rcd_metrics_histogram (reg, "h_bad", "x", unsorted, 2, NULL));
+    assert_null (
+        rcd_metrics_histogram (reg, "h_le", "x", bounds, 3, "le", NULL));
+    rcd_metric_t *h =
+        rcd_metrics_histogram (reg, "lat_seconds", "Latency.", bounds, 3, NULL);
+    rcd_metric_t *hl =
+        rcd_metrics_histogram (reg, "by_seconds", "By.", bounds, 3, "k", NULL);
+    assert_non_null (h);
+    assert_non_null (hl);
+    assert_int_equal (rcd_metric_observe (h, 0.05, 2, NULL), 0);
+    assert_int_equal (rcd_metric_observe (h, 1, 1, NULL), 0); /* le="1" */
+    assert_int_equal (rcd_metric_observe (h, 7, 1, NULL), 0); /* +Inf */
+    assert_int_equal (rcd_metric_observe (h, 1, -1, NULL), -1);
+    assert_int_equal (rcd_metric_observe_bucket (hl, 2.5, 3, 6, "a", NULL), 0);
+    assert_int_equal (
+        rcd_metric_observe_bucket (hl, INFINITY, 1, 40, "a", NULL), 0);
+    assert_true (rcd_metric_value (h, NULL) == 4);
+    char *text = rcd_metrics_render (reg);
+    assert_string_equal (text, "# HELP lat_seconds Latency.\n"
+                               "# TYPE lat_seconds histogram\n"
+                               "lat_seconds_bucket{le=\"0.1\"} 2\n"
+                               "lat_seconds_bucket{le=\"1\"} 3\n"
+                               "lat_seconds_bucket{le=\"2.5\"} 3\n"
+                               "lat_seconds_bucket{le=\"+Inf\"} 4\n"
+                               "lat_seconds_sum 8.1\n"
+                               "lat_seconds_count 4\n"
+                               "# HELP by_seconds By.\n"
+                               "# TYPE by_seconds histogram\n"
+                               "by_seconds_bucket{k=\"a\",le=\"0.1\"} 0\n"
+                               "by_seconds_bucket{k=\"a\",le=\"1\"} 0\n"
+                               "by_seconds_bucket{k=\"a\",le=\"2.5\"} 3\n"
+                               "by_seconds_bucket{k=\"a\",le=\"+Inf\"} 4\n"
+                               "by_seconds_sum{k=\"a\"} 46\n"
+                               "by_seconds_count{k=\"a\"} 4\n");
+    free (text);
+    rcd_metric_clear (hl);
+    rcd_metric_clear (h);
+    assert_int_equal (rcd_metric_size (hl), 0);
+    assert_true (rcd_metric_value (h, NULL) == 0);
+    rcd_metrics_destroy (&reg);
+}
+
+/*  ---- rcd_window ------------------------------------------------------- */
+
+/*  Counts age out by the second; spans sum the right seconds; the
+    series has the recent history oldest first. */
+static void
+test_window_sums_spans_and_forgets_old_seconds (void **state)
+{
+    (void)state;
+    rcd_window_t *w = rcd_window_new ();
+    assert_non_null (w);
+    int64_t t0 = 5000000; /* ms: second 5000 */
+    rcd_window_add (w, t0, 2);
+    rcd_window_add (w, t0 + 999, 1);    /* same second */
+    rcd_window_add (w, t0 + 30000, 4);  /* 30 s later */
+    rcd_window_add (w, t0 + 120000, 8); /* 2 min later */
+    int64_t now = t0 + 120500;
+    assert_true (rcd_window_sum (w, now, 60000) == 8);
+    assert_true (rcd_window_sum (w, now, 100000) == 12);
+    assert_true (rcd_window_sum (w, now, 300000) == 15);
+    double series[3];
+    rcd_window_series (w, now, 60, 3, series); /* 3 buckets of a minute */
+    assert_true (series[0] == 3 && series[1] == 4 && series[2] == 8);
+    /* an hour and more later every count has gone, however the ring is
+       reused */
+    assert_true (rcd_window_sum (w, t0 + 3600000 + 121000, 3600000) == 0);
+    rcd_window_add (w, t0 + 3600000, 16); /* the slot of t0, a lap later */
+    assert_true (rcd_window_sum (w, t0 + 3600000, 1000) == 16);
+    assert_true (rcd_window_sum (w, t0 + 3600000, 3600000) == 28);
+    rcd_window_destroy (&w);
+    assert_null (w);
 }
 
 /*  ---- rcd_fleet -------------------------------------------------------- */
@@ -347,6 +433,8 @@ main (void)
             test_metrics_refuse_bad_names_duplicates_and_decreasing_counters),
         cmocka_unit_test (
             test_metrics_series_limit_holds_and_remove_frees_a_slot),
+        cmocka_unit_test (test_metrics_histogram_renders_cumulative_buckets),
+        cmocka_unit_test (test_window_sums_spans_and_forgets_old_seconds),
         cmocka_unit_test (test_fleet_tracks_liveness_sorted_and_forgets),
         cmocka_unit_test (
             test_fleet_stopped_replica_is_neither_up_nor_down_and_leaves_soon),
