@@ -413,6 +413,24 @@ s_wait_metric (int port, const char *series, double at_least)
     return ok;
 }
 
+/*  Two series of one /metrics page equal (and above 0). */
+static bool
+s_metrics_equal (void *arg)
+{
+    const s_metric_wait_t *w = arg; /* series: the first; at_least unused */
+    char url[128];
+    snprintf (url, sizeof url, "http://127.0.0.1:%d/metrics", w->port);
+    rcd_test_http_t res = rcd_test_http ("GET", url, NULL, NULL, NULL);
+    bool equal = false;
+    if (res.status == 200) {
+        double a = s_series (res.body, w->series);
+        double b = s_series (res.body, "recado_send_requests_total");
+        equal = a > 0 && a == b;
+    }
+    rcd_test_http_free (&res);
+    return equal;
+}
+
 /*  The component of /health, with its status in *status_p. Caller owns
     the result. */
 static json_t *
@@ -659,6 +677,10 @@ test_gateway_down_fires_circuit_open_and_error_rate_once (void **state)
     /* what the senders and the database said reached the metrics */
     int port = rcd_test_pipeline_monitor_port (c->p);
     assert_true (s_wait_metric (port, "recado_send_requests_total", 40));
+    /* every request in one of the senders' buckets */
+    assert_true (s_wait_metric (port, "recado_send_latency_seconds_count", 40));
+    s_metric_wait_t same = {port, "recado_send_latency_seconds_count", 0};
+    assert_true (rcd_test_wait_until (s_metrics_equal, &same, S_WAIT_MS));
     assert_true (
         s_wait_metric (port, "recado_claim_to_outcome_seconds_count", 40));
     assert_true (s_wait_metric (
