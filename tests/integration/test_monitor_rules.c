@@ -730,6 +730,12 @@ test_offline_instance_fires_offline_backlog_oldest_and_stuck_once (void **state)
     long long inst = rcd_test_pipeline_evolution (c->p, c->key, "evo", 200);
     s_health_wait_t w = {c, inst, "close"};
     assert_true (rcd_test_wait_until (s_instance_health_is, &w, S_WAIT_MS));
+    /* the scheduler reads instances once a poll period: once it says the
+       instance is unusable, nothing is claimed for it */
+    assert_true (s_wait_metric (rcd_test_pipeline_monitor_port (c->p),
+                                "recado_events_total{service=\"scheduler\","
+                                "kind=\"instance.unusable\"}",
+                                1));
     rcd_test_pipeline_submit (c->p, c->key,
                               rcd_test_pipeline_messages (0, 10, "wait", NULL));
     assert_true (s_tap_wait (&c->tap, "instance_offline", "firing", 1));
