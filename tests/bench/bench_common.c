@@ -138,3 +138,18 @@ bench_start_ingestor (const char *db_url, const char *admin_key, char *api_url,
     }
     return pid;
 }
+
+long
+bench_peak_rss_kb (pid_t pid)
+{
+    char path[64], line[256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen (path, "r");
+    long kb = -1;
+    while (f && fgets (line, sizeof line, f))
+        if (!strncmp (line, "VmHWM:", 6))
+            kb = strtol (line + 6, NULL, 10);
+    if (f)
+        fclose (f);
+    return kb;
+}

@@ -31,4 +31,8 @@ pid_t
 bench_start_ingestor (const char *db_url, const char *admin_key, char *api_url,
                       size_t size);
 
+/*  Peak resident memory of a process in KiB (VmHWM), -1 when unknown. */
+long
+bench_peak_rss_kb (pid_t pid);
+
 #endif

@@ -73,21 +73,6 @@ s_free_port (void)
     return rcd_test_free_port ();
 }
 
-static long
-s_peak_rss_kb (pid_t pid)
-{
-    char path[64], line[256];
-    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen (path, "r");
-    long kb = -1;
-    while (f && fgets (line, sizeof line, f))
-        if (!strncmp (line, "VmHWM:", 6))
-            kb = strtol (line + 6, NULL, 10);
-    if (f)
-        fclose (f);
-    return kb;
-}
-
 static void
 s_start (int slot, const char *program, const char *const *extra_argv)
 {
@@ -109,7 +94,7 @@ s_stop_all (void)
     for (int i = B_MAX - 1; i >= 0; i--) {
         if (s_procs[i].pid <= 0)
             continue;
-        s_procs[i].peak_rss_kb = s_peak_rss_kb (s_procs[i].pid);
+        s_procs[i].peak_rss_kb = bench_peak_rss_kb (s_procs[i].pid);
         s_procs[i].cpu_s = bench_cpu_seconds (s_procs[i].pid, NULL);
         rcd_test_stop (s_procs[i].pid, SIGTERM, 30000);
         s_procs[i].pid = 0;

@@ -144,21 +144,6 @@ s_query_int (rcd_db_t *db, const char *sql, int nparams, const char **params)
     return v;
 }
 
-static long
-s_peak_rss_kb (pid_t pid)
-{
-    char path[64], line[256];
-    snprintf (path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen (path, "r");
-    long kb = -1;
-    while (f && fgets (line, sizeof line, f))
-        if (!strncmp (line, "VmHWM:", 6))
-            kb = strtol (line + 6, NULL, 10);
-    if (f)
-        fclose (f);
-    return kb;
-}
-
 /*  CPU seconds the whole machine has spent busy (every core, every
     process: /proc/stat's first line less idle and iowait), so that the
     load of other programs during a run shows. */
@@ -946,7 +931,7 @@ main (int argc, char **argv)
     double pg_cpu = bench_postgres_cpu () - pg_cpu0;
     double self_cpu = s_self_cpu () - self_cpu0;
     double machine_cpu = s_machine_cpu () - machine_cpu0;
-    long rss_kb = s_peak_rss_kb (s_ingestor);
+    long rss_kb = bench_peak_rss_kb (s_ingestor);
     curl_multi_cleanup (multi);
     int64_t wal =
         s_query_int (db, "SELECT pg_current_wal_lsn() - '0/0'", 0, NULL) - wal0;
