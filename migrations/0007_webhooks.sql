@@ -173,6 +173,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$  -- not STRICT: inlined
                          WHEN 'read' THEN 3 ELSE 0 END
 $$;
 
+-- Whether an 'unknown' message may be settled by what does not name it:
+-- an echo of its whole text, or a receipt for an id it never had. Here
+-- always; 0009 (long texts sent in parts) replaces it, since an echo or
+-- receipt of one part says nothing of the parts after it.
+CREATE FUNCTION rcd_webhook_settleable(m messages) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT true
+$$;
+
 -- Applies stored event e (its row, locked by the caller) to the
 -- messages, contacts and instances it speaks of, and records the outcome
 -- on it. Idempotent: applying an event twice moves nothing the second
@@ -232,10 +241,10 @@ BEGIN
         ELSE
             -- the send whose answer we never had: same instance, number
             -- and text, oldest first
-            SELECT id INTO v_id FROM messages
+            SELECT id INTO v_id FROM messages m
              WHERE tenant_id = e.tenant_id AND status = 'unknown'
                AND instance_id = e.instance_id AND to_phone = e.phone
-               AND body = e.body
+               AND body = e.body AND rcd_webhook_settleable(m)
              ORDER BY id LIMIT 1
              FOR UPDATE;
             IF FOUND THEN
@@ -267,9 +276,10 @@ BEGIN
              WHERE tenant_id = e.tenant_id AND status = 'unknown'
                AND instance_id = e.instance_id AND to_phone = e.phone;
             IF n = 1 THEN
-                SELECT id, status INTO v_id, v_status FROM messages
+                SELECT id, status INTO v_id, v_status FROM messages m
                  WHERE tenant_id = e.tenant_id AND status = 'unknown'
                    AND instance_id = e.instance_id AND to_phone = e.phone
+                   AND rcd_webhook_settleable(m)
                  FOR UPDATE;
             END IF;
         END IF;

@@ -45,7 +45,9 @@
     F (STR, to, 32, REQ)         /* E.164 recipient */                         \
     F (STR, text, 65536, REQ)    /* rendered text */                           \
     F (U32, delay_ms, 0, REQ)    /* typing delay for the gateway */            \
-    F (STR, trace_id, 32, OPT)   /* messages.trace_id (rcd_trace.h) */
+    F (STR, trace_id, 32, OPT)   /* messages.trace_id (rcd_trace.h) */         \
+    F (U32, parts_sent, 0, OPT)  /* long text: parts already accepted */       \
+    F (U32, part_limit, 0, OPT)  /* chars a part, 0: sender's setting */
 
 /*  ingestor, recovery -> scheduler (PUSH/PULL): there may be due work. */
 #define RCD_PROTO_FIELDS_nudge(F)                                              \

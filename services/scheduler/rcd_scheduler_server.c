@@ -4,7 +4,9 @@
       in   PULL  nudge_bind (bound)     proto "nudge": work may be due now
       out  PUSH  dispatch_bind (bound)  proto "dispatch": one claimed message
                                         (with its trace_id, for the
-                                        sender's log lines)
+                                        sender's log lines, and for a long
+                                        text parts_sent and part_limit:
+                                        where a retry resumes)
       out  PUB   events_endpoint        heartbeat (state active|standby) and
                                         events "claim" (count),
                                         "dispatch.dropped" (lease expired
@@ -242,7 +244,8 @@ static const char *s_claim_sql =
     "    FROM pick WHERE m.id = pick.id"
     "  RETURNING m.id, m.tenant_id, m.attempts,"
     "            (extract(epoch FROM m.lease_until) * 1000)::bigint,"
-    "            m.instance_id, m.to_phone, m.body, m.delay_ms, m.trace_id"
+    "            m.instance_id, m.to_phone, m.body, m.delay_ms, m.trace_id,"
+    "            m.parts_sent, m.part_limit"
     "), history AS ("
     "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
     "  SELECT tenant_id, id, 'sending', 'claimed, attempt ' || attempts"
@@ -734,6 +737,8 @@ s_self_claim_batch (self_t *self)
             .text = (char *)rcd_db_res_value (res, r, 6),
             .delay_ms = (uint32_t)rcd_db_res_int64 (res, r, 7),
             .trace_id = (char *)rcd_db_res_value (res, r, 8),
+            .parts_sent = (uint32_t)rcd_db_res_int64 (res, r, 9),
+            .part_limit = (uint32_t)rcd_db_res_int64 (res, r, 10),
         };
         /* the ingestor stores only well-formed ids and the column's
            CHECK only their length (migration 0008); a malformed one

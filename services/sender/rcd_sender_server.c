@@ -3,7 +3,8 @@
     Contract
       in   PULL  dispatch_endpoint (connected)  proto "dispatch": one
                  claimed message (id, attempt, lease_until_ms, tenant,
-                 instance, to, text, delay_ms). Receive HWM dispatch_hwm.
+                 instance, to, text, delay_ms, trace_id, parts_sent,
+                 part_limit). Receive HWM dispatch_hwm.
       out  HTTP  the gateways (Evolution API v2, Meta Cloud API) through
                  rcd_http: up to max_inflight requests at once over
                  keep-alive connections.
@@ -14,6 +15,9 @@
                    message.sent / message.retry / message.failed /
                    message.unknown / message.blocked
                                      messages written with that outcome
+                   message.part_sent parts of long texts accepted before
+                                     their last (whose outcome is the
+                                     message's)
                    message.released  dispatches handed back on DRAIN
                    send.latency_us   count = requests, value = summed us
                    send.latency_bucket  the same per request-time bucket
@@ -51,7 +55,34 @@
     connect_timeout_ms, request_timeout_ms, retry_base_ms, retry_cap_ms,
     lease_margin_ms, instance_refresh_s, drain_timeout_ms,
     circuit_threshold (5), circuit_cooldown_ms (30000), throttle_pause_ms
-    (5000); see rcd_sender_config_specs.
+    (5000), part_max_chars (1000), parts_delay_ms (1000); see
+    rcd_sender_config_specs.
+
+    Long texts: a text over part_max_chars characters (or the message's
+    part_limit, once its first part went) is sent as the parts of
+    rcd_parts.h, one after the other on the same job slot and instance.
+    A part after the first of an attempt shows typing for parts_delay_ms
+    (the message's delay_ms when longer): Evolution's delay field; Meta
+    has none, so the sender waits that long itself. Each part but the
+    last, once accepted, becomes a "part" outcome: parts_sent = k and
+    part_limit, fenced like every outcome, plus a history row "part k of
+    n: <id>". The next part is sent only after that outcome's flush has
+    committed and only if the fence let it through (a job fenced off
+    ends there: a later attempt owns the message). A failure of part k
+    is the message's outcome as usual (retry, failed, unknown) and
+    leaves parts_sent = k - 1, so the retry starts at part k; parts
+    already accepted are never sent again. The last part's success is
+    the message's: sent, provider_message_id = the last part's id (the
+    one whose receipts mean the whole text arrived), parts_sent = n.
+    Before each further part the lease is checked: with less than
+    lease_margin_ms plus the typing delay left, the message goes back to
+    pending at once (transient "parts_lease_ending") and resumes there.
+    Window: the same as a one-part message's, per part: a part accepted
+    by the gateway whose progress was not committed (the process died,
+    or the flush kept failing until the lease ran out) is sent again by
+    the next attempt; at most that one part, since the following part
+    waits for the commit. A one-part text takes the path it always did
+    (one request, one outcome; parts_sent stays 0).
 
     Flow: dispatches are read in rounds (whatever the socket holds, up to
     what the limits below leave room for). A dispatch whose lease ends
@@ -72,7 +103,8 @@
     statement for the instances touched (below). No transaction is ever
     open while a request is in flight.
 
-      success    -> sent, provider_message_id, sent_at
+      success    -> sent, provider_message_id, sent_at (a long text:
+                    after its last part; each part before it -> parts_sent)
       transient  -> pending, send_at = now + backoff (full jitter from
                     retry_base_ms doubling to retry_cap_ms, or the advised
                     Retry-After; a throttle: never before the instance's
@@ -133,6 +165,7 @@
 #include "rcd_gateway.h"
 #include "rcd_http.h"
 #include "rcd_log.h"
+#include "rcd_parts.h"
 #include "rcd_proto.h"
 #include "rcd_trace.h"
 
@@ -186,6 +219,11 @@ const rcd_config_spec_t rcd_sender_config_specs[] = {
                     3600000,
                     "instance pause after a gateway throttle that advised"
                     " no wait"),
+    RCD_CONFIG_INT ("part_max_chars", S_TYPE, part_max_chars, "1000", 1, 65536,
+                    "characters a part of a long text holds at most"),
+    RCD_CONFIG_INT ("parts_delay_ms", S_TYPE, parts_delay_ms, "1000", 0, 600000,
+                    "typing delay before each part after the first (the"
+                    " message's own delay when that is longer)"),
     RCD_CONFIG_END};
 #undef S_TYPE
 
@@ -213,10 +251,15 @@ static const char *s_sql_instances =
 
 static const char *s_sql_sent =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
-    "                                $4::text[], $5::text[])"
-    "             AS v (id, tenant_id, attempt, pmid, detail)),"
+    "                                $4::text[], $5::text[], $6::int[],"
+    "                                $7::int[])"
+    "             AS v (id, tenant_id, attempt, pmid, detail, parts,"
+    "                   part_limit)),"
     " u AS (UPDATE messages m"
     "          SET status = 'sent', provider_message_id = v.pmid,"
+    "              parts_sent = greatest(m.parts_sent, v.parts),"
+    "              part_limit = coalesce(nullif(v.part_limit, 0),"
+    "                                    m.part_limit),"
     "              sent_at = now(), lease_until = NULL, last_error = NULL,"
     "              updated_at = now()"
     "         FROM v" S_FENCE "       RETURNING m.id, m.tenant_id, v.detail),"
@@ -289,6 +332,23 @@ static const char *s_sql_unknown =
     "       SELECT tenant_id, id, 'unknown',"
     "              reason || coalesce(': ' || answer, '') FROM u)"
     "SELECT count(*) FROM u";
+
+/*  One part of a long text accepted, more to come: the progress a retry
+    resumes from, written (and committed) before the next part is sent.
+    Returns the "id:attempt" pairs written, so only their next parts go. */
+static const char *s_sql_part =
+    "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
+    "                                $4::int[], $5::int[], $6::text[])"
+    "             AS v (id, tenant_id, attempt, parts, part_limit, detail)),"
+    " u AS (UPDATE messages m"
+    "          SET parts_sent = v.parts, part_limit = v.part_limit,"
+    "              updated_at = now()"
+    "         FROM v" S_FENCE "   AND m.parts_sent < v.parts"
+    "       RETURNING m.id, m.tenant_id, m.attempts, v.detail),"
+    " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
+    "                                    detail)"
+    "       SELECT tenant_id, id, 'sending', detail FROM u)"
+    "SELECT count(*), string_agg(id || ':' || attempts, ',') FROM u";
 
 /*  A dispatch handed back unsent on DRAIN: attempts is the fencing token
     and only grows, so the wasted attempt is refunded via max_attempts. */
@@ -393,6 +453,7 @@ typedef enum {
     S_OUT_UNKNOWN,
     S_OUT_RELEASE,
     S_OUT_BLOCKED, /* the contact opted out after the claim */
+    S_OUT_PART,    /* a part of a long text accepted, more to come */
     S_OUT_KINDS
 } s_out_kind_t;
 
@@ -439,6 +500,17 @@ typedef struct {
     char digits[24];               /* recipient without '+', for wa_id */
     char trace_id[RCD_TRACE_SIZE]; /* the dispatch's, "" when none */
     int next_free;                 /* free list link, -1 ends */
+    /* A long text (text set) keeps its slot from part to part: */
+    char *text;             /* the whole text, owned; NULL: one part */
+    uint32_t part;          /* the part in flight or next (0-based) */
+    uint32_t nparts;        /* parts of the text */
+    uint32_t part_limit;    /* characters a part */
+    uint32_t delay_ms;      /* the message's typing delay */
+    int64_t lease_until_ms; /* the dispatch's lease (unix ms) */
+    bool parked;            /* part accepted, its progress being written */
+    bool resumable;         /* that progress committed: next part may go */
+    bool waiting;           /* committed, its next part not yet sent */
+    int64_t ready_at_ms;    /* mono: the next part not before */
 } s_job_t;
 
 /*  One outcome waiting to be written. */
@@ -448,6 +520,8 @@ typedef struct {
     int64_t tenant_id;
     int64_t instance_id;
     uint32_t attempt;
+    uint32_t parts;             /* parts accepted so far (0: one-part text) */
+    uint32_t part_limit;        /* the split's limit (0: one-part text) */
     int64_t retry_ms;           /* S_OUT_RETRY: backoff */
     int64_t pause_ms;           /* throttled: instance pause advised */
     s_circuit_effect_t circuit; /* what it says about the instance */
@@ -490,6 +564,7 @@ typedef struct {
     int64_t circuit_threshold;
     int64_t circuit_cooldown_ms;
     int64_t throttle_pause_ms;
+    int64_t part_max_chars; /* characters a part of a long text */
 
     /* one round of dispatches (s_self_handle_dispatch) */
     rcd_proto_msg_t *round;
@@ -512,6 +587,10 @@ typedef struct {
     uint64_t expired;
     uint64_t n_sent, n_retry, n_failed, n_unknown, n_released, n_stale;
     uint64_t n_blocked;
+    uint64_t n_parts;             /* parts accepted before a text's last */
+    size_t parked;                /* jobs whose part progress is unwritten */
+    size_t waiting;               /* jobs waiting to send their next part */
+    int64_t parts_wake_ms;        /* mono: the next part due, 0: none */
     uint64_t n_unrecognised;      /* gateway answers no rule names */
     uint64_t unrecognised_logged; /* bodies logged this second */
     uint64_t n_requests;          /* send.latency_us count */
@@ -782,14 +861,39 @@ s_self_mark_exhausted (self_t *self, const char *ids)
     }
 }
 
+/*  Marks the parked jobs whose part progress the part statement wrote:
+    ids is its "id:attempt,..." (NULL: none). The others were fenced off
+    (a later attempt owns the message): their next parts never go. */
+static void
+s_self_mark_resumable (self_t *self, const char *ids)
+{
+    while (ids && *ids) {
+        char *end = NULL;
+        long long id = strtoll (ids, &end, 10);
+        if (end == ids || *end != ':')
+            break;
+        const char *at = end + 1;
+        long long attempt = strtoll (at, &end, 10);
+        if (end == at)
+            break;
+        for (int i = 0; i < self->cfg->max_inflight; i++) {
+            s_job_t *job = &self->jobs[i];
+            if (job->parked && job->id == id &&
+                (long long)job->attempt == attempt)
+                job->resumable = true;
+        }
+        ids = *end == ',' ? end + 1 : end;
+    }
+}
+
 /*  Builds the parameter arrays of one kind and runs its statement.
     Returns rows changed (first column) or -1. */
 static int64_t
 s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
 {
     static const char *names[S_OUT_KINDS] = {
-        "sender_sent",    "sender_retry",   "sender_failed",
-        "sender_unknown", "sender_release", "sender_blocked"};
+        "sender_sent",    "sender_retry",   "sender_failed", "sender_unknown",
+        "sender_release", "sender_blocked", "sender_part"};
     size_t count = 0;
     for (size_t i = 0; i < self->nout; i++)
         count += self->out[i].kind == kind;
@@ -799,11 +903,14 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     int64_t *tenants = malloc (count * sizeof *tenants);
     int64_t *attempts = malloc (count * sizeof *attempts);
     int64_t *retry = malloc (count * sizeof *retry);
+    int64_t *parts = malloc (count * sizeof *parts);
+    int64_t *plimit = malloc (count * sizeof *plimit);
     char *a_ids = NULL, *a_tenants = NULL, *a_attempts = NULL, *a_retry = NULL;
+    char *a_parts = NULL, *a_plimit = NULL;
     char *t1 = NULL, *t2 = NULL;
     size_t t1_len = 0, t1_cap = 0, t2_len = 0, t2_cap = 0;
     int64_t rc = -1;
-    if (!ids || !tenants || !attempts || !retry)
+    if (!ids || !tenants || !attempts || !retry || !parts || !plimit)
         goto cleanup;
     size_t n = 0;
     for (size_t i = 0; i < self->nout; i++) {
@@ -814,9 +921,13 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         tenants[n] = o->tenant_id;
         attempts[n] = o->attempt;
         retry[n] = o->retry_ms;
+        parts[n] = o->parts;
+        plimit[n] = o->part_limit;
         n++;
         int e = 0;
-        if (kind == S_OUT_SENT) {
+        if (kind == S_OUT_PART)
+            e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
+        else if (kind == S_OUT_SENT) {
             e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->pmid);
             e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
         }
@@ -831,11 +942,25 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     a_tenants = rcd_db_int64_array (tenants, n);
     a_attempts = rcd_db_int64_array (attempts, n);
     a_retry = rcd_db_int64_array (retry, n);
-    if (!a_ids || !a_tenants || !a_attempts || !a_retry)
+    a_parts = rcd_db_int64_array (parts, n);
+    a_plimit = rcd_db_int64_array (plimit, n);
+    if (!a_ids || !a_tenants || !a_attempts || !a_retry || !a_parts ||
+        !a_plimit)
         goto cleanup;
-    const char *params[6] = {a_ids, a_tenants, a_attempts};
+    const char *params[7] = {a_ids, a_tenants, a_attempts};
     int nparams = 3;
-    if (kind == S_OUT_RETRY) {
+    if (kind == S_OUT_PART) {
+        params[nparams++] = a_parts;
+        params[nparams++] = a_plimit;
+        params[nparams++] = t2;
+    }
+    else if (kind == S_OUT_SENT) {
+        params[nparams++] = t1;
+        params[nparams++] = t2;
+        params[nparams++] = a_parts;
+        params[nparams++] = a_plimit;
+    }
+    else if (kind == S_OUT_RETRY) {
         params[nparams++] = a_retry;
         params[nparams++] = t1;
         params[nparams++] = t2;
@@ -852,6 +977,8 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
                 rcd_db_res_cols (res) > 1 ? rcd_db_res_int64 (res, 0, 1) : 0;
         if (kind == S_OUT_RETRY && rcd_db_res_cols (res) > 2)
             s_self_mark_exhausted (self, rcd_db_res_value (res, 0, 2));
+        if (kind == S_OUT_PART)
+            s_self_mark_resumable (self, rcd_db_res_value (res, 0, 1));
         rcd_db_res_destroy (&res);
     }
 cleanup:
@@ -859,6 +986,10 @@ cleanup:
     free (tenants);
     free (attempts);
     free (retry);
+    free (parts);
+    free (plimit);
+    free (a_parts);
+    free (a_plimit);
     free (a_ids);
     free (a_tenants);
     free (a_attempts);
@@ -1046,7 +1177,8 @@ s_self_log_outcomes (self_t *self)
         [S_OUT_FAILED] = "message.failed",
         [S_OUT_UNKNOWN] = "message.unknown",
         [S_OUT_RELEASE] = "message.released",
-        [S_OUT_BLOCKED] = "message.blocked"};
+        [S_OUT_BLOCKED] = "message.blocked",
+        [S_OUT_PART] = "message.part_sent"};
     for (size_t i = 0; i < self->nout; i++) {
         const s_outcome_t *o = &self->out[i];
         bool failed = o->kind == S_OUT_FAILED || o->exhausted;
@@ -1061,9 +1193,12 @@ s_self_log_outcomes (self_t *self)
                        (json_int_t)o->attempt, "to", o->to);
         if (!fields)
             continue;
-        if (o->kind == S_OUT_SENT)
+        if (o->kind == S_OUT_SENT || o->kind == S_OUT_PART)
             json_object_set_new (fields, "provider_message_id",
                                  json_string (o->pmid));
+        if (o->parts > 0)
+            json_object_set_new (fields, "parts_sent",
+                                 json_integer ((json_int_t)o->parts));
         else if (o->kind != S_OUT_RELEASE)
             json_object_set_new (fields, "reason", json_string (o->reason));
         if (o->exhausted)
@@ -1080,6 +1215,9 @@ s_self_log_outcomes (self_t *self)
                        fields);
     }
 }
+
+static void
+s_self_settle_parked (self_t *self);
 
 /*  Writes every buffered outcome in one transaction. On failure keeps
     them all and schedules a retry; returns 0 or -1. */
@@ -1121,7 +1259,8 @@ s_self_flush (self_t *self)
     int64_t failed = changed[S_OUT_FAILED] + exhausted;
     int64_t written = changed[S_OUT_SENT] + retried + exhausted +
                       changed[S_OUT_FAILED] + changed[S_OUT_UNKNOWN] +
-                      changed[S_OUT_RELEASE] + changed[S_OUT_BLOCKED];
+                      changed[S_OUT_RELEASE] + changed[S_OUT_BLOCKED] +
+                      changed[S_OUT_PART];
     int64_t stale = (int64_t)self->nout - written;
     uint64_t requests = 0;
     int64_t latency_sum = 0;
@@ -1143,6 +1282,7 @@ s_self_flush (self_t *self)
     self->n_unknown += (uint64_t)changed[S_OUT_UNKNOWN];
     self->n_released += (uint64_t)changed[S_OUT_RELEASE];
     self->n_blocked += (uint64_t)changed[S_OUT_BLOCKED];
+    self->n_parts += (uint64_t)changed[S_OUT_PART];
     if (stale > 0) {
         self->n_stale += (uint64_t)stale;
         rcd_log_info ("stale outcomes ignored", "{s:I}", "count",
@@ -1166,6 +1306,7 @@ s_self_flush (self_t *self)
     self->ncircuits = 0;
     self->flush_retry_at_ms = 0;
     self->flush_backoff_ms = S_FLUSH_BACKOFF_MIN;
+    s_self_settle_parked (self);
     return 0;
 
 failed:
@@ -1231,32 +1372,92 @@ s_self_screen_dispatch (self_t *self, const rcd_dispatch_t *d)
     return inst;
 }
 
-/*  Builds and queues the request of a dispatch that passed every check. */
+/*  Gives a job's slot back. */
+static void
+s_self_job_free (self_t *self, s_job_t *job)
+{
+    free (job->text);
+    job->text = NULL;
+    job->parked = job->resumable = job->waiting = false;
+    int slot = (int)(job - self->jobs);
+    job->next_free = self->free_job;
+    self->free_job = slot;
+    self->jobs_busy--;
+}
+
+/*  An outcome for a job decided without an answer, which ends it. */
+static void
+s_self_job_fail (self_t *self, s_job_t *job, bool permanent, const char *reason)
+{
+    char to[32];
+    snprintf (to, sizeof to, "+%s", job->digits);
+    s_outcome_t *o = s_self_outcome (
+        self, permanent ? S_OUT_FAILED : S_OUT_RETRY, job->id, job->tenant_id,
+        job->instance_id, job->attempt, reason, to, job->trace_id);
+    o->gw_kind = permanent ? RCD_GATEWAY_PERMANENT : RCD_GATEWAY_TRANSIENT;
+    if (!permanent)
+        o->retry_ms = s_self_backoff_ms (self, job->attempt, 0);
+    s_self_job_free (self, job);
+}
+
+/*  Builds and queues the request of text for job (a whole one-part text
+    or one part). On failure records the job's outcome and frees it. */
+static void
+s_self_job_post (self_t *self, s_job_t *job, const s_instance_t *inst,
+                 const char *text, uint32_t delay_ms)
+{
+    char to[32];
+    snprintf (to, sizeof to, "+%s", job->digits);
+    int rc = rcd_gateway_build_send (&inst->gw, to, text, delay_ms, &self->req);
+    if (rc != 0) {
+        s_self_job_fail (self, job, rc == -2,
+                         rc == -2 ? "invalid_request" : "no_memory");
+        return;
+    }
+    long timeout = self->req.typing_ms + (long)self->cfg->request_timeout_ms;
+    if (rcd_http_post (self->http, self->req.url, self->req.headers,
+                       self->req.body, self->req.body_len,
+                       (long)self->cfg->connect_timeout_ms, timeout, job) != 0)
+        s_self_job_fail (self, job, false, "queue_failed");
+}
+
+/*  Sends part job->part of a long text. A part after the first of this
+    attempt shows typing for parts_delay_ms (or the message's delay when
+    longer): Evolution's delay field; Meta has none, so its wait was
+    spent before this call (ready_at_ms). */
+static void
+s_self_job_post_part (self_t *self, s_job_t *job, const s_instance_t *inst,
+                      bool first)
+{
+    size_t start = 0, len = 0;
+    if (!rcd_parts_get (job->text, job->part_limit, job->part, &start, &len)) {
+        s_self_job_fail (self, job, true, "invalid_request");
+        return;
+    }
+    char *part = malloc (len + 1);
+    if (!part) {
+        s_self_job_fail (self, job, false, "no_memory");
+        return;
+    }
+    memcpy (part, job->text + start, len);
+    part[len] = 0;
+    uint32_t delay = job->delay_ms;
+    if (!first && inst->gw.provider == RCD_GATEWAY_EVOLUTION &&
+        (int64_t)delay < self->cfg->parts_delay_ms)
+        delay = (uint32_t)self->cfg->parts_delay_ms;
+    s_self_job_post (self, job, inst, part, delay);
+    free (part);
+}
+
+/*  Takes a job slot for a dispatch that passed every check and sends its
+    text, or the first part of it not yet sent (a retry resumes there). */
 static void
 s_self_send_dispatch (self_t *self, const rcd_dispatch_t *d,
                       const s_instance_t *inst)
 {
-    int rc = rcd_gateway_build_send (&inst->gw, d->to, d->text, d->delay_ms,
-                                     &self->req);
-    if (rc == -2) {
-        s_self_fail_permanent (self, d, "invalid_request");
-        return;
-    }
-    if (rc != 0) {
-        s_self_fail_transient (self, d, "no_memory");
-        return;
-    }
     assert (self->free_job >= 0);
     int slot = self->free_job;
     s_job_t *job = &self->jobs[slot];
-    long timeout = self->req.typing_ms + (long)self->cfg->request_timeout_ms;
-    if (rcd_http_post (self->http, self->req.url, self->req.headers,
-                       self->req.body, self->req.body_len,
-                       (long)self->cfg->connect_timeout_ms, timeout,
-                       job) != 0) {
-        s_self_fail_transient (self, d, "queue_failed");
-        return;
-    }
     self->free_job = job->next_free;
     self->jobs_busy++;
     job->id = (int64_t)d->id;
@@ -1268,6 +1469,109 @@ s_self_send_dispatch (self_t *self, const rcd_dispatch_t *d,
               d->to[0] == '+' ? d->to + 1 : d->to);
     snprintf (job->trace_id, sizeof job->trace_id, "%s",
               rcd_trace_valid (d->trace_id) ? d->trace_id : "");
+    job->text = NULL;
+    job->parked = job->resumable = job->waiting = false;
+    job->delay_ms = d->delay_ms;
+    job->lease_until_ms = d->lease_until_ms;
+    job->part_limit =
+        d->part_limit ? d->part_limit : (uint32_t)self->part_max_chars;
+    if (d->parts_sent == 0 && rcd_parts_chars (d->text) <= job->part_limit) {
+        job->nparts = 1; /* the common case: one request, as ever */
+        job->part = 0;
+        s_self_job_post (self, job, inst, d->text, d->delay_ms);
+        return;
+    }
+    job->text = strdup (d->text);
+    if (!job->text) {
+        s_self_job_fail (self, job, false, "no_memory");
+        return;
+    }
+    job->nparts = (uint32_t)rcd_parts_count (job->text, job->part_limit);
+    job->part = d->parts_sent;
+    if (job->part >= job->nparts) {
+        /* every part went before; cannot happen with the fence */
+        s_self_job_fail (self, job, true, "parts_already_sent");
+        return;
+    }
+    s_self_job_post_part (self, job, inst, true);
+}
+
+/*  After a committed flush: the parked jobs whose progress was written
+    wait for their next part; the rest were fenced off and end here. */
+static void
+s_self_settle_parked (self_t *self)
+{
+    if (self->parked == 0)
+        return;
+    for (int i = 0; i < self->cfg->max_inflight; i++) {
+        s_job_t *job = &self->jobs[i];
+        if (!job->parked)
+            continue;
+        self->parked--;
+        if (!job->resumable) {
+            s_self_job_free (self, job);
+            continue;
+        }
+        job->parked = job->resumable = false;
+        job->waiting = true;
+        self->waiting++;
+        if (self->parts_wake_ms == 0 || job->ready_at_ms < self->parts_wake_ms)
+            self->parts_wake_ms = job->ready_at_ms;
+    }
+}
+
+/*  Sends the next part of each waiting job whose time has come, unless
+    its lease would end first (then it goes back to pending and resumes
+    at this part) or its instance is gone. */
+static void
+s_self_next_parts (self_t *self)
+{
+    if (self->waiting == 0)
+        return;
+    int64_t now = rcd_clock_mono_ms ();
+    if (now < self->parts_wake_ms)
+        return;
+    self->parts_wake_ms = 0;
+    for (int i = 0; i < self->cfg->max_inflight && self->waiting; i++) {
+        s_job_t *job = &self->jobs[i];
+        if (!job->waiting)
+            continue;
+        if (job->ready_at_ms > now) {
+            if (self->parts_wake_ms == 0 ||
+                job->ready_at_ms < self->parts_wake_ms)
+                self->parts_wake_ms = job->ready_at_ms;
+            continue;
+        }
+        job->waiting = false;
+        self->waiting--;
+        if (self->nout >= self->out_cap) {
+            /* cannot happen: each job has at most one outcome buffered */
+            job->waiting = true;
+            self->waiting++;
+            continue;
+        }
+        int64_t typing = job->delay_ms > (uint32_t)self->cfg->parts_delay_ms
+                             ? job->delay_ms
+                             : self->cfg->parts_delay_ms;
+        if (job->lease_until_ms - self->cfg->lease_margin_ms - typing <=
+            rcd_clock_now_ms ()) {
+            char to[32];
+            snprintf (to, sizeof to, "+%s", job->digits);
+            s_outcome_t *o = s_self_outcome (
+                self, S_OUT_RETRY, job->id, job->tenant_id, job->instance_id,
+                job->attempt, "parts_lease_ending", to, job->trace_id);
+            o->gw_kind = RCD_GATEWAY_TRANSIENT;
+            o->retry_ms = 0; /* resume at once, at this part */
+            s_self_job_free (self, job);
+            continue;
+        }
+        s_instance_t *inst = s_self_instance (self, job->instance_id);
+        if (!inst || !inst->found || !inst->enabled) {
+            s_self_job_fail (self, job, false, "instance_unavailable");
+            continue;
+        }
+        s_self_job_post_part (self, job, inst, false);
+    }
 }
 
 /*  The opt-out re-check of a round: one query for every dispatch still
@@ -1457,9 +1761,17 @@ s_self_handle_http (self_t *self)
             [RCD_GATEWAY_UNKNOWN] = S_OUT_UNKNOWN};
         char to[32];
         snprintf (to, sizeof to, "+%s", job->digits);
+        /* a part before the last: its progress is written, then the
+           next part goes (s_self_settle_parked, s_self_next_parts) */
+        bool more = job->text && g.kind == RCD_GATEWAY_SUCCESS &&
+                    job->part + 1 < job->nparts;
         s_outcome_t *o = s_self_outcome (
-            self, kind_of[g.kind], job->id, job->tenant_id, job->instance_id,
-            job->attempt, g.reason, to, job->trace_id);
+            self, more ? S_OUT_PART : kind_of[g.kind], job->id, job->tenant_id,
+            job->instance_id, job->attempt, g.reason, to, job->trace_id);
+        if (job->text && g.kind == RCD_GATEWAY_SUCCESS) {
+            o->parts = job->part + 1;
+            o->part_limit = job->part_limit;
+        }
         o->gw_kind = g.kind;
         o->throttled = g.throttled;
         o->latency_us = res.total_us;
@@ -1486,12 +1798,17 @@ s_self_handle_http (self_t *self)
             s_self_log_unrecognised (self, job, &res, &g);
         if (g.kind == RCD_GATEWAY_SUCCESS) {
             snprintf (o->pmid, sizeof o->pmid, "%s", g.provider_message_id);
-            char detail[RCD_GATEWAY_ID_MAX + 64];
+            char detail[RCD_GATEWAY_ID_MAX + 96];
+            char part[48] = "";
+            if (job->text)
+                snprintf (part, sizeof part, "part %u of %u: ", job->part + 1,
+                          job->nparts);
             if (g.wa_id[0] && strcmp (g.wa_id, job->digits) != 0)
-                snprintf (detail, sizeof detail, "%s (wa_id %s)",
+                snprintf (detail, sizeof detail, "%s%s (wa_id %s)", part,
                           g.provider_message_id, g.wa_id);
             else
-                snprintf (detail, sizeof detail, "%s", g.provider_message_id);
+                snprintf (detail, sizeof detail, "%s%s", part,
+                          g.provider_message_id);
             o->detail =
                 rcd_gateway_excerpt (detail, strlen (detail), sizeof detail);
         }
@@ -1510,10 +1827,22 @@ s_self_handle_http (self_t *self)
             if (len)
                 o->detail = rcd_gateway_excerpt (answer, len, max);
         }
-        int slot = (int)(job - self->jobs);
-        job->next_free = self->free_job;
-        self->free_job = slot;
-        self->jobs_busy--;
+        if (more) {
+            job->parked = true;
+            job->resumable = false;
+            self->parked++;
+            job->part++;
+            /* Meta shows no typing: the wait is ours */
+            job->ready_at_ms =
+                rcd_clock_mono_ms () +
+                (job->provider == RCD_GATEWAY_EVOLUTION
+                     ? 0
+                     : (job->delay_ms > (uint32_t)self->cfg->parts_delay_ms
+                            ? job->delay_ms
+                            : self->cfg->parts_delay_ms));
+        }
+        else
+            s_self_job_free (self, job);
     }
 }
 
@@ -1577,6 +1906,7 @@ s_self_emit_counters (self_t *self)
         {"message.unknown", offsetof (self_t, n_unknown)},
         {"message.released", offsetof (self_t, n_released)},
         {"message.blocked", offsetof (self_t, n_blocked)},
+        {"message.part_sent", offsetof (self_t, n_parts)},
         {"gateway.unrecognised", offsetof (self_t, n_unrecognised)},
         {"outcome.stale", offsetof (self_t, n_stale)},
         {"frame.malformed", offsetof (self_t, malformed)},
@@ -1663,6 +1993,8 @@ s_self_wait_ms (self_t *self)
         if (flush_at < until)
             until = flush_at;
     }
+    if (self->waiting > 0 && self->parts_wake_ms < until)
+        until = self->parts_wake_ms;
     int64_t wait = until - now;
     return wait < 0 ? 0 : wait > 1000 ? 1000 : (int)wait;
 }
@@ -1686,6 +2018,9 @@ s_self_destroy (self_t **self_p)
     free (self->round);
     free (self->round_inst);
     free (self->round_pos);
+    if (self->jobs)
+        for (int i = 0; i < self->cfg->max_inflight; i++)
+            free (self->jobs[i].text);
     free (self->jobs);
     for (size_t b = 0; b < S_INSTANCE_BUCKETS; b++) {
         s_instance_t *inst = self->instances[b];
@@ -1723,6 +2058,7 @@ s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
         cfg->circuit_cooldown_ms > 0 ? cfg->circuit_cooldown_ms : 30000;
     self->throttle_pause_ms =
         cfg->throttle_pause_ms > 0 ? cfg->throttle_pause_ms : 5000;
+    self->part_max_chars = cfg->part_max_chars > 0 ? cfg->part_max_chars : 1000;
     self->events = rcd_events_new (cfg->events_endpoint, "sender", NULL);
     self->db = rcd_db_new (cfg->database_url);
     self->http = rcd_http_new ((int)cfg->max_inflight);
@@ -1753,6 +2089,7 @@ s_self_new (zsock_t *pipe, const rcd_sender_config_t *cfg)
         rcd_db_prepare (self->db, "sender_unknown", s_sql_unknown) != 0 ||
         rcd_db_prepare (self->db, "sender_release", s_sql_release) != 0 ||
         rcd_db_prepare (self->db, "sender_blocked", s_sql_blocked) != 0 ||
+        rcd_db_prepare (self->db, "sender_part", s_sql_part) != 0 ||
         rcd_db_prepare (self->db, "sender_optout", s_sql_optout) != 0 ||
         rcd_db_prepare (self->db, "sender_circuits", s_sql_circuits) != 0)
         goto failed;
@@ -1797,6 +2134,7 @@ rcd_sender_server (zsock_t *pipe, void *args)
         s_self_handle_dispatch (self);
         s_self_handle_http (self);
         s_self_handle_tick (self);
+        s_self_next_parts (self);
         /* ZMQ_FD is edge-triggered: sleep only when neither socket holds
            a message we would read now (zsock_events also re-arms it). */
         bool admitting = s_self_admitting (self);

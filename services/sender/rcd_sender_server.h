@@ -34,6 +34,8 @@ typedef struct {
     int64_t circuit_cooldown_ms; /* open circuit: wait before a probe */
     int64_t throttle_pause_ms;   /* instance pause on a throttle without
                                    Retry-After */
+    int64_t part_max_chars;      /* a longer text goes in parts (rcd_parts.h) */
+    int64_t parts_delay_ms;      /* typing delay before each further part */
 } rcd_sender_config_t;
 
 /*  The settings table (RECADO_* environment). */

@@ -566,7 +566,8 @@ s_patch_map (json_t *map, json_t *patch, const char *what,
     return 0;
 }
 
-//  A number_errors value must name an injectable kind.
+//  A number_errors value must name an injectable kind, alone (every send
+//  to the number) or as {"kind", "nth"} (only its nth send from now).
 static int
 s_check_number_error (const char *number, json_t *value, char *err,
                       size_t err_size)
@@ -574,6 +575,25 @@ s_check_number_error (const char *number, json_t *value, char *err,
     if (json_is_string (value) &&
         s_kind_from_name (json_string_value (value)) >= 0)
         return 0;
+    json_t *kind = json_object_get (value, "kind");
+    json_t *nth = json_object_get (value, "nth");
+    if (json_is_object (value) && json_object_size (value) == 2 &&
+        json_is_string (kind) &&
+        s_kind_from_name (json_string_value (kind)) >= 0 &&
+        json_is_integer (nth) && json_integer_value (nth) >= 1 &&
+        json_integer_value (nth) <= 1000000000) {
+        //  its own copy: the sends to the number are counted in it
+        json_t *copy =
+            json_pack ("{s:O, s:O, s:i}", "kind", kind, "nth", nth, "seen", 0);
+        if (!copy) {
+            snprintf (err, err_size, "out of memory");
+            return -2;
+        }
+        json_object_clear (value);
+        json_object_update (value, copy);
+        json_decref (copy);
+        return 0;
+    }
     snprintf (err, err_size, "number_errors.%s: unknown kind", number);
     return -2;
 }
@@ -735,6 +755,15 @@ s_take_snapshot (rcd_gwsim_t *self, const char *instance, const char *number,
             char digits[64];
             s_copy_digits (digits, sizeof digits, number);
             kind = json_object_get (config->number_errors, digits);
+        }
+        if (json_is_object (kind)) {
+            //  {"kind", "nth"}: count this send; only the nth fails
+            json_int_t seen =
+                json_integer_value (json_object_get (kind, "seen")) + 1;
+            json_object_set_new (kind, "seen", json_integer (seen));
+            kind = seen == json_integer_value (json_object_get (kind, "nth"))
+                       ? json_object_get (kind, "kind")
+                       : NULL;
         }
         if (kind)
             snap->forced =

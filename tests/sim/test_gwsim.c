@@ -550,6 +550,36 @@ test_number_errors_force_each_kind_on_evolution (void **state)
         assert_int_equal (rcd_gwsim_errors (sim, kinds[i]), 1);
 }
 
+//  {"kind", "nth"} fails only the nth send to the number from when it is
+//  set (the 3rd part of a long text), and the sends around it succeed.
+static void
+test_number_errors_nth_fails_only_that_send (void **state)
+{
+    rcd_gwsim_t *sim = *state;
+    s_configure (sim, "{\"number_errors\": {\"5511000000001\": "
+                      "{\"kind\": \"5xx\", \"nth\": 3}}}");
+    const char *texts[] = {"p1", "p2", "p3", "p3", "p4"};
+    const long expected[] = {201, 201, 503, 201, 201};
+    for (int i = 0; i < 5; i++) {
+        s_reply_t reply = s_send_evolution (sim, "5511000000001", texts[i]);
+        assert_int_equal (reply.status, expected[i]);
+        s_reply_free (&reply);
+    }
+    assert_int_equal (rcd_gwsim_count (sim, "inst", "5511000000001", "p3"), 1);
+    assert_int_equal (rcd_gwsim_total (sim), 4);
+    assert_int_equal (rcd_gwsim_errors (sim, "5xx"), 1);
+    /* another number is untouched */
+    s_reply_t reply = s_send_evolution (sim, "5511000000002", "x");
+    assert_int_equal (reply.status, 201);
+    s_reply_free (&reply);
+    /* setting the entry again starts counting again */
+    s_configure (sim, "{\"number_errors\": {\"5511000000001\": "
+                      "{\"kind\": \"5xx\", \"nth\": 1}}}");
+    reply = s_send_evolution (sim, "5511000000001", "again");
+    assert_int_equal (reply.status, 503);
+    s_reply_free (&reply);
+}
+
 static void
 test_number_errors_force_each_kind_on_meta (void **state)
 {
@@ -1057,6 +1087,9 @@ test_config_rejects_bad_documents_and_changes_nothing (void **state)
                          "{\"error_rates\": {\"teapot\": 0.1}}",
                          "{\"error_rates\": {\"5xx\": 0.6, \"429\": 0.6}}",
                          "{\"number_errors\": {\"1\": \"teapot\"}}",
+                         "{\"number_errors\": {\"1\": {\"kind\": \"5xx\"}}}",
+                         "{\"number_errors\": {\"1\": {\"kind\": \"5xx\", "
+                         "\"nth\": 0}}}",
                          "{\"instances\": {\"a\": {\"colour\": \"red\"}}}",
                          "{\"down\": true, \"typo\": 1}"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -1794,6 +1827,8 @@ main (void)
             s_teardown),
         cmocka_unit_test_setup_teardown (
             test_number_errors_force_each_kind_on_meta, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_number_errors_nth_fails_only_that_send, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (
             test_delay_holds_answers_without_blocking_the_server, s_setup,
             s_teardown),
