@@ -325,6 +325,16 @@ test_429_is_retried_and_pauses_the_instance (void **state)
     rcd_test_pipeline_passed (c->p);
 }
 
+/*  The active scheduler has logged the instance as unusable for a
+    gateway pause. */
+static bool
+s_scheduler_saw_pause (void *arg)
+{
+    s_case_t *c = arg;
+    return rcd_test_pipeline_log_has (c->p, RCD_TP_SCHEDULER, 0,
+                                      "\"reason\":\"paused\"");
+}
+
 /*  The pause covers the whole instance: after one message's 429 with
     Retry-After 2, no other message reaches the gateway before
     paused_until. */
@@ -352,6 +362,10 @@ test_throttle_pauses_the_whole_instance (void **state)
     assert_int_equal (rcd_gwsim_errors (c->sim, "429"), 1);
     /* Retry-After 2 s, observed well within a second of the answer */
     assert_true (paused_ms >= start + 1000);
+    /* the scheduler reads instances once a poll period: the new messages
+       go in once it has seen the pause (what it claimed before is the
+       approximation a poll period allows) */
+    assert_true (rcd_test_wait_until (s_scheduler_saw_pause, c, 10000));
     snprintf (cfg, sizeof cfg, "{\"number_errors\": {\"%s\": null}}", digits);
     s_configure (c, cfg);
     s_submit (c, 1, 50, "pause");
