@@ -16,6 +16,8 @@
 
 #define RCD_DB_BACKOFF_MIN_MS 100
 #define RCD_DB_BACKOFF_MAX_MS 5000
+/*  COPY data is handed to libpq in pieces of about this size. */
+#define RCD_DB_COPY_PIECE 65536
 
 typedef struct s_stmt {
     char *name;
@@ -32,8 +34,11 @@ struct rcd_db {
     int backoff_ms;      /* next backoff */
     s_stmt_t *stmts;     /* registered statements */
     char *on_connect;    /* run first on every new session; NULL: none */
-    char error[512];     /* last error text */
-    char sqlstate[6];    /* last SQLSTATE */
+    bool copying;        /* between rcd_db_copy_begin and end/abort */
+    char *copy_buf;      /* COPY rows not yet handed to libpq */
+    size_t copy_len, copy_cap;
+    char error[512];  /* last error text */
+    char sqlstate[6]; /* last SQLSTATE */
 };
 
 static void
@@ -150,6 +155,7 @@ rcd_db_destroy (rcd_db_t **self_p)
     }
     if (self->conn)
         PQfinish (self->conn);
+    free (self->copy_buf);
     free (self->on_connect);
     free (self->url);
     free (self);
@@ -246,13 +252,22 @@ s_finish (rcd_db_t *self, PGresult *res, rcd_db_res_t **res_p)
     return -1;
 }
 
+/*  A statement cannot run while a COPY is in progress. */
+static bool
+s_copy_busy (rcd_db_t *self)
+{
+    if (self->copying)
+        s_set_error (self, "a COPY is in progress", "55000");
+    return self->copying;
+}
+
 int
 rcd_db_exec (rcd_db_t *self, const char *sql, int nparams,
              const char *const *params, rcd_db_res_t **res_p)
 {
     if (res_p)
         *res_p = NULL;
-    if (!s_ensure_connected (self))
+    if (s_copy_busy (self) || !s_ensure_connected (self))
         return -1;
     PGresult *res =
         PQexecParams (self->conn, sql, nparams, NULL, params, NULL, NULL, 0);
@@ -265,7 +280,7 @@ rcd_db_run (rcd_db_t *self, const char *name, int nparams,
 {
     if (res_p)
         *res_p = NULL;
-    if (!s_ensure_connected (self))
+    if (s_copy_busy (self) || !s_ensure_connected (self))
         return -1;
     s_stmt_t *stmt = self->stmts;
     while (stmt && strcmp (stmt->name, name) != 0)
@@ -288,7 +303,7 @@ rcd_db_run (rcd_db_t *self, const char *name, int nparams,
 int
 rcd_db_script (rcd_db_t *self, const char *sql)
 {
-    if (!s_ensure_connected (self))
+    if (s_copy_busy (self) || !s_ensure_connected (self))
         return -1;
     return s_finish (self, PQexec (self->conn, sql), NULL);
 }
@@ -308,6 +323,8 @@ rcd_db_commit (rcd_db_t *self)
 void
 rcd_db_rollback (rcd_db_t *self)
 {
+    if (self->copying)
+        rcd_db_copy_abort (self, "rolled back");
     if (self->conn && PQstatus (self->conn) == CONNECTION_OK &&
         PQtransactionStatus (self->conn) != PQTRANS_IDLE)
         PQclear (PQexec (self->conn, "ROLLBACK"));
@@ -378,6 +395,177 @@ rcd_db_res_destroy (rcd_db_res_t **res_p)
         return;
     PQclear ((PGresult *)*res_p);
     *res_p = NULL;
+}
+
+/*  --- COPY --- */
+
+int
+rcd_db_copy_begin (rcd_db_t *self, const char *sql)
+{
+    if (self->copying) {
+        s_set_error (self, "a COPY is already in progress", "55000");
+        return -1;
+    }
+    if (!s_ensure_connected (self))
+        return -1;
+    PGresult *res = PQexec (self->conn, sql);
+    if (PQresultStatus (res) != PGRES_COPY_IN) {
+        if (PQresultStatus (res) == PGRES_COMMAND_OK ||
+            PQresultStatus (res) == PGRES_TUPLES_OK) {
+            PQclear (res); /* not a COPY FROM STDIN: refuse it */
+            s_set_error (self, "not a COPY FROM STDIN statement", "42601");
+            return -1;
+        }
+        (void)s_finish (self, res, NULL); /* sets the error, clears */
+        return -1;
+    }
+    PQclear (res);
+    self->copying = true;
+    self->copy_len = 0;
+    return 0;
+}
+
+/*  Hands the buffered rows to libpq. Returns 0 or -1 (error set). */
+static int
+s_copy_flush (rcd_db_t *self)
+{
+    if (self->copy_len == 0)
+        return 0;
+    if (PQputCopyData (self->conn, self->copy_buf, (int)self->copy_len) != 1) {
+        s_set_error (self, PQerrorMessage (self->conn), "08006");
+        return -1;
+    }
+    self->copy_len = 0;
+    return 0;
+}
+
+int
+rcd_db_copy_row (rcd_db_t *self, int ncols, const char *const *values)
+{
+    if (!self->copying) {
+        s_set_error (self, "no COPY in progress", "55000");
+        return -1;
+    }
+    /* worst case: every byte escaped, a separator per column, \N */
+    size_t need = 1;
+    for (int c = 0; c < ncols; c++)
+        need += (values[c] ? 2 * strlen (values[c]) : 2) + 1;
+    if (self->copy_len + need > self->copy_cap) {
+        size_t cap =
+            self->copy_cap ? self->copy_cap : (size_t)RCD_DB_COPY_PIECE * 2;
+        while (cap < self->copy_len + need)
+            cap *= 2;
+        char *grown = realloc (self->copy_buf, cap);
+        if (!grown) {
+            s_set_error (self, "out of memory", "53200");
+            return -1;
+        }
+        self->copy_buf = grown;
+        self->copy_cap = cap;
+    }
+    char *out = self->copy_buf + self->copy_len;
+    for (int c = 0; c < ncols; c++) {
+        if (c > 0)
+            *out++ = '\t';
+        const char *v = values[c];
+        if (!v) {
+            *out++ = '\\';
+            *out++ = 'N';
+            continue;
+        }
+        /* COPY's text format: backslash, newline, carriage return and the
+           tab delimiter are the bytes that would end or change a field */
+        for (; *v; v++)
+            switch (*v) {
+                case '\\':
+                    *out++ = '\\';
+                    *out++ = '\\';
+                    break;
+                case '\n':
+                    *out++ = '\\';
+                    *out++ = 'n';
+                    break;
+                case '\r':
+                    *out++ = '\\';
+                    *out++ = 'r';
+                    break;
+                case '\t':
+                    *out++ = '\\';
+                    *out++ = 't';
+                    break;
+                default:
+                    *out++ = *v;
+            }
+    }
+    *out++ = '\n';
+    self->copy_len = (size_t)(out - self->copy_buf);
+    return self->copy_len >= RCD_DB_COPY_PIECE ? s_copy_flush (self) : 0;
+}
+
+/*  Ends the COPY (with why: as a failure) and reads its result. Returns
+    0 with *rows_p, or -1 (error set). */
+static int
+s_copy_finish (rcd_db_t *self, const char *why, int64_t *rows_p)
+{
+    self->copying = false;
+    self->copy_len = 0;
+    if (!self->conn || PQputCopyEnd (self->conn, why) != 1) {
+        s_set_error (self, self->conn ? PQerrorMessage (self->conn) : "",
+                     "08006");
+        return -1;
+    }
+    int rc = 0;
+    PGresult *res;
+    /* the COPY's own result, then NULL; an error result keeps rc -1 */
+    while ((res = PQgetResult (self->conn)) != NULL) {
+        if (PQresultStatus (res) == PGRES_COMMAND_OK) {
+            if (rows_p)
+                *rows_p = rcd_db_res_affected ((rcd_db_res_t *)res);
+            PQclear (res);
+        }
+        else {
+            (void)s_finish (self, res, NULL); /* sets the error, clears */
+            rc = -1;
+        }
+    }
+    if (rc == 0 && why) {
+        s_set_error (self, why, "57014");
+        rc = -1;
+    }
+    return rc;
+}
+
+int
+rcd_db_copy_end (rcd_db_t *self, int64_t *rows_p)
+{
+    if (rows_p)
+        *rows_p = 0;
+    if (!self->copying) {
+        s_set_error (self, "no COPY in progress", "55000");
+        return -1;
+    }
+    if (s_copy_flush (self) != 0) {
+        char error[sizeof self->error];
+        memcpy (error, self->error, sizeof error);
+        (void)s_copy_finish (self, "client failed to send the data", NULL);
+        s_set_error (self, error, "08006");
+        return -1;
+    }
+    return s_copy_finish (self, NULL, rows_p);
+}
+
+void
+rcd_db_copy_abort (rcd_db_t *self, const char *why)
+{
+    if (!self->copying)
+        return;
+    char error[sizeof self->error], state[sizeof self->sqlstate];
+    memcpy (error, self->error, sizeof error);
+    memcpy (state, self->sqlstate, sizeof state);
+    (void)s_copy_finish (self, why ? why : "aborted by the client", NULL);
+    /* the caller's reason to give up is the error worth keeping */
+    if (error[0])
+        s_set_error (self, error, state);
 }
 
 char *

@@ -109,6 +109,31 @@ rcd_db_res_int64 (const rcd_db_res_t *res, int row, int col);
 void
 rcd_db_res_destroy (rcd_db_res_t **res_p);
 
+/*  Bulk loading with COPY FROM STDIN (text format), for inserts of many
+    rows where one statement with array parameters would hold them all
+    at once. begin runs sql, a constant "COPY table (columns) FROM STDIN"
+    with no value in it; row sends one row of ncols values (NULL is SQL
+    NULL), escaped here so that any text (tabs, newlines, backslashes)
+    stays inside its own field: values never become SQL or COPY syntax.
+    Rows are buffered and sent in pieces of about 64 KiB. end finishes the
+    COPY and answers the rows loaded in *rows_p (may be NULL); after a
+    failure of begin or row, or to give up, call abort, which ends the
+    COPY with an error (rolling back what it loaded) and leaves the
+    connection usable. Between begin and end or abort no other statement
+    runs on the connection (they fail; rcd_db_rollback aborts the COPY
+    first). All return 0 or -1 (rcd_db_error). */
+int
+rcd_db_copy_begin (rcd_db_t *self, const char *sql)
+    __attribute__ ((warn_unused_result));
+int
+rcd_db_copy_row (rcd_db_t *self, int ncols, const char *const *values)
+    __attribute__ ((warn_unused_result));
+int
+rcd_db_copy_end (rcd_db_t *self, int64_t *rows_p)
+    __attribute__ ((warn_unused_result));
+void
+rcd_db_copy_abort (rcd_db_t *self, const char *why);
+
 /*  Formats a PostgreSQL array literal of 64-bit integers ("{1,2,3}") for
     passing a batch as one parameter. Caller frees the result. */
 char *

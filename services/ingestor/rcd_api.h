@@ -41,6 +41,9 @@ typedef struct {
     const char *trace_id;        /* the request's trace id (rcd_trace.h),
                                     stored with the messages it makes;
                                     NULL only when none could be made */
+    void *stream;                /* a streaming route's body, parsed as it
+                                    arrived (rcd_api_stream_ops_t); body
+                                    is then NULL */
     /*  Gateway routes learn their tenant from the request itself: this
         puts the connection's session behind that tenant's wall (as the
         server does before a tenant route), after which the handler sets
@@ -68,7 +71,23 @@ typedef struct rcd_api_reply {
        contacts opted out by a reply and the messages that blocked */
     uint32_t webhook_applied, webhook_duplicates, webhook_unmatched,
         webhook_ignored, settled, opted_out, blocked;
+    /* campaigns: state changes made (one each), the messages a pause
+       held back and a resume released (the scheduler's nudge too) */
+    uint32_t campaigns_created, campaigns_paused, campaigns_resumed,
+        campaigns_cancelled, campaigns_completed, paused, resumed;
 } rcd_api_reply_t;
+
+/*  A route whose body is parsed as it arrives instead of being held
+    whole (POST /v1/campaigns). The server makes one stream per request
+    with new_fn when the headers are in, gives it every chunk of the
+    body with feed_fn (whose result it ignores: the stream keeps its own
+    error for the handler), hands it to the handler as req->stream, and
+    destroys it when the request ends. */
+typedef struct {
+    void *(*new_fn) (const char *default_country);
+    int (*feed_fn) (void *stream, const char *data, size_t size);
+    void (*destroy_fn) (void **stream_p);
+} rcd_api_stream_ops_t;
 
 /*  A validation or processing error, before it becomes a body. */
 typedef struct {
@@ -150,6 +169,25 @@ rcd_api_cycle_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
 void
 rcd_api_cycle_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
 
+/*  Handlers: campaigns (rcd_api_campaigns.c); req->id is the campaign.
+    create reads its body from req->stream (rcd_api_campaign_stream). */
+void
+rcd_api_campaign_create (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_campaign_get (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_campaign_pause (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_campaign_resume (rcd_api_req_t *req, rcd_api_reply_t *reply);
+void
+rcd_api_campaign_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply);
+
+/*  The streamed body of POST /v1/campaigns. */
+extern const rcd_api_stream_ops_t rcd_api_campaign_stream;
+
+/*  Most contacts one POST /v1/campaigns may carry. */
+#define RCD_API_AUDIENCE_MAX 100000
+
 /*  Handlers: dead letters (rcd_api_dead_letters.c). */
 void
 rcd_api_dead_letter_list (rcd_api_req_t *req, rcd_api_reply_t *reply);
@@ -183,6 +221,8 @@ int
 rcd_api_dead_letters_prepare (rcd_db_t *db);
 int
 rcd_api_webhooks_prepare (rcd_db_t *db);
+int
+rcd_api_campaigns_prepare (rcd_db_t *db);
 
 /*  --- rendering templates (rcd_api_templates.c) --- */
 
@@ -203,6 +243,11 @@ rcd_api_render_destroy (rcd_api_render_t **self_p);
 /*  The next of the fresh message ids (0 when none is left). */
 int64_t
 rcd_api_render_next_id (rcd_api_render_t *self);
+
+/*  True when template key (NULL: none), or else the tenant's generic
+    template, has a variation to render. */
+bool
+rcd_api_render_has_template (rcd_api_render_t *self, const char *key);
 
 /*  The stored contact of phone as {name, vars}, or NULL. Borrowed. */
 json_t *

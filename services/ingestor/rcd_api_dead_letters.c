@@ -9,7 +9,9 @@
 
     A replay requeues, in one statement (one transaction), the messages
     of the named dead letters not replayed yet whose message is still
-    'failed' and not a reminder of a cancelled billing cycle: pending, due
+    'failed' and not a reminder of a cancelled billing cycle nor a
+    message of a cancelled campaign (one of a paused campaign becomes
+    'paused', by the trigger messages_campaign_hold): pending, due
     now, lease cleared, last_error kept, and max_attempts = attempts +
     replay_attempts (attempts is the senders' fencing token and only
     grows, so the replay gives that many new tries on top of it instead
@@ -104,6 +106,10 @@ rcd_api_dead_letters_prepare (rcd_db_t *db)
         "                      WHERE c.tenant_id = $1::bigint"
         "                        AND c.id = m.billing_cycle_id"
         "                        AND c.status = 'cancelled')"
+        "     AND NOT EXISTS (SELECT 1 FROM campaigns k"
+        "                      WHERE k.tenant_id = $1::bigint"
+        "                        AND k.id = m.campaign_id"
+        "                        AND k.state = 'cancelled')"
         "  RETURNING m.id, t.dl_id"
         "), hist AS ("
         "  INSERT INTO message_history (tenant_id, message_id, status, detail)"

@@ -167,12 +167,13 @@ rcd_api_messages_prepare (rcd_db_t *db)
         "       )::text"
         "  FROM page m LEFT JOIN instances i ON i.id = m.instance_id");
     /* The history row and the status change are one statement; the
-       status seen by the second column is the one before it. */
+       status seen by the second column is the one before it. A message
+       a paused campaign holds may be cancelled too. */
     rc |= rcd_db_prepare (db, "msg_cancel",
         "WITH upd AS ("
         "  UPDATE messages SET status = 'cancelled', updated_at = now()"
         "   WHERE tenant_id = $1::bigint AND id = $2::bigint"
-        "     AND status = 'pending'"
+        "     AND status IN ('pending', 'paused')"
         "  RETURNING id, tenant_id"
         "), hist AS ("
         "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
@@ -722,8 +723,9 @@ static bool
 s_known_status (const char *status)
 {
     static const char *const statuses[] = {
-        "pending", "sending",   "unknown", "sent",    "delivered", "read",
-        "failed",  "cancelled", "expired", "blocked", "skipped",   NULL};
+        "pending",   "paused",  "sending", "unknown",   "sent",
+        "delivered", "read",    "failed",  "cancelled", "expired",
+        "blocked",   "skipped", NULL};
     for (int i = 0; statuses[i]; i++)
         if (strcmp (statuses[i], status) == 0)
             return true;
@@ -790,11 +792,12 @@ rcd_api_message_cancel (rcd_api_req_t *req, rcd_api_reply_t *reply)
                             "no message with this id");
     else
         rcd_api_reply_fail (reply, 409, "conflict", NULL,
-                            "the message is %s; only pending messages can "
-                            "be cancelled",
-                            strcmp (before, "pending") == 0 ? "no longer "
-                                                              "pending"
-                                                            : before);
+                            "the message is %s; only pending (or paused) "
+                            "messages can be cancelled",
+                            strcmp (before, "pending") == 0 ||
+                                    strcmp (before, "paused") == 0
+                                ? "no longer pending"
+                                : before);
 cleanup:
     rcd_db_res_destroy (&res);
 }

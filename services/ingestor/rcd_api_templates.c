@@ -253,6 +253,15 @@ rcd_api_render_next_id (rcd_api_render_t *self)
     return (int64_t)json_integer_value (id);
 }
 
+bool
+rcd_api_render_has_template (rcd_api_render_t *self, const char *key)
+{
+    json_t *variations = key ? json_object_get (self->templates, key) : NULL;
+    if (!json_array_size (variations) && self->generic)
+        variations = json_object_get (self->templates, self->generic);
+    return json_array_size (variations) > 0;
+}
+
 json_t *
 rcd_api_render_contact (rcd_api_render_t *self, const char *phone)
 {

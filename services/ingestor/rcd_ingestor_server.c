@@ -34,6 +34,14 @@
                                      tenant  requeue failed messages by
                                              dead letter ids or since a
                                              time -> 200 {replayed, skipped}
+        POST   /v1/campaigns         tenant  a campaign and its audience
+                                             (up to 100 000 contacts) ->
+                                             201, or 200 adding to the
+                                             campaign of that name
+        GET    /v1/campaigns/{id}    tenant  counts, rates, time to finish
+        POST   /v1/campaigns/{id}/pause, /resume, /cancel
+                                     tenant  state changes -> 200
+                                             (rcd_api_campaigns.c)
         POST   /v1/webhooks/evolution/{tenant_id}
                                      gateway Evolution events, by the
                                              tenant's webhook token
@@ -48,7 +56,10 @@
       auth_cache_ms. Bodies above max_body_bytes answer 413 before any
       parsing (Content-Length checked up front, chunked bodies counted as
       they arrive). Every 4xx/5xx body is {"error": {code, message,
-      field}}.
+      field}}. POST /v1/campaigns is the one streaming route (s_streams):
+      its body, up to campaign_max_body_bytes, is not held but fed chunk
+      by chunk to a parser made when its headers arrive, which the
+      handler then reads.
       Rate limit: every tenant request (not admin routes, /healthz,
       /readyz or gateway webhooks) takes a token from its tenant's bucket
       (api_rate_per_second refill, api_burst capacity; either 0: off),
@@ -63,10 +74,10 @@
 
     Outputs
       PUSH nudge_endpoint (connected; the scheduler binds PULL): one nudge
-      {tenant_id, count} after messages are stored or requeued by a
-      dead-letter replay. Send timeout 0 and a
-      high-water mark of nudge_hwm: when full the nudge is dropped (and
-      counted), since the scheduler polls anyway.
+      {tenant_id, count} after messages are stored, requeued by a
+      dead-letter replay or released by a campaign resume. Send timeout
+      0 and a high-water mark of nudge_hwm: when full the nudge is
+      dropped (and counted), since the scheduler polls anyway.
       PUB events_endpoint (rcd_events): heartbeat every second ("active"
       or "draining"), and once a second the counts of the last second:
         http.request       count by detail "2xx"/"4xx"/"5xx", value =
@@ -90,6 +101,10 @@
         message.settled    unknown outcomes settled by an echo or receipt
         contact.opted_out  contacts opted out by a reply
         message.blocked    pending messages those opt-outs blocked
+        campaign.created, campaign.paused, campaign.resumed,
+        campaign.cancelled, campaign.completed (seen complete when read)
+        message.paused     messages a campaign pause held back
+        message.resumed    messages a campaign resume released (nudged)
 
     Trace ids: every routed request gets one (rcd_trace.h: its
     traceparent's, else its X-Request-Id when that is 32 hex digits or a
@@ -157,6 +172,10 @@ const rcd_config_spec_t rcd_ingestor_config_specs[] = {
     RCD_CONFIG_INT ("max_body_bytes", rcd_ingestor_config_t, max_body_bytes,
                     "1048576", 1024, 67108864,
                     "larger request bodies answer 413"),
+    RCD_CONFIG_INT ("campaign_max_body_bytes", rcd_ingestor_config_t,
+                    campaign_max_body_bytes, "16777216", 1024, 268435456,
+                    "larger POST /v1/campaigns bodies answer 413 (parsed "
+                    "as they arrive, never held)"),
     RCD_CONFIG_SECRET ("admin_key", rcd_ingestor_config_t, admin_key, "",
                        "admin key for /v1/tenants (unset: admin API off)"),
     RCD_CONFIG_STR ("nudge_endpoint", rcd_ingestor_config_t, nudge_endpoint,
@@ -259,6 +278,13 @@ typedef struct {
     atomic_uint_fast64_t settled;      /* message.settled */
     atomic_uint_fast64_t opted_out;    /* contact.opted_out */
     atomic_uint_fast64_t blocked;      /* message.blocked */
+    atomic_uint_fast64_t camp_created; /* campaign.created */
+    atomic_uint_fast64_t camp_paused;  /* campaign.paused */
+    atomic_uint_fast64_t camp_resumed; /* campaign.resumed */
+    atomic_uint_fast64_t camp_cancel;  /* campaign.cancelled */
+    atomic_uint_fast64_t camp_done;    /* campaign.completed */
+    atomic_uint_fast64_t held;         /* message.paused */
+    atomic_uint_fast64_t released;     /* message.resumed */
 } s_counters_t;
 
 typedef struct {
@@ -295,9 +321,12 @@ typedef struct {
 typedef struct {
     char *body;         /* received so far, NUL-terminated */
     size_t size, cap;   /* bytes held, allocated */
-    bool too_large;     /* over max_body_bytes: body dropped */
+    bool too_large;     /* over its body limit: body dropped */
     size_t discarded;   /* bytes dropped since */
     int64_t started_us; /* monotonic, for the latency count */
+    /* a streaming route's operations (s_streams), or NULL */
+    const rcd_api_stream_ops_t *stream_ops;
+    void *stream; /* its parser, fed the body instead of body */
 } s_request_t;
 
 /*  Who may call a route. S_GATEWAY: no bearer key; the handler
@@ -380,7 +409,8 @@ s_pool_acquire (self_t *self)
         rcd_api_templates_prepare (db) != 0 ||
         rcd_api_cycles_prepare (db) != 0 ||
         rcd_api_dead_letters_prepare (db) != 0 ||
-        rcd_api_webhooks_prepare (db) != 0)
+        rcd_api_webhooks_prepare (db) != 0 ||
+        rcd_api_campaigns_prepare (db) != 0)
         rcd_db_destroy (&db);
     return s_conn_new (&db);
 }
@@ -622,6 +652,16 @@ static const s_route_t s_routes[] = {
      S_MADE_NOTHING},
     {"POST", "/v1/dead-letters/replay", S_TENANT, rcd_api_dead_letter_replay,
      S_MADE_NOTHING},
+    {"POST", "/v1/campaigns", S_TENANT, rcd_api_campaign_create,
+     S_MADE_NOTHING},
+    {"GET", "/v1/campaigns/{id}", S_TENANT, rcd_api_campaign_get,
+     S_MADE_NOTHING},
+    {"POST", "/v1/campaigns/{id}/pause", S_TENANT, rcd_api_campaign_pause,
+     S_MADE_NOTHING},
+    {"POST", "/v1/campaigns/{id}/resume", S_TENANT, rcd_api_campaign_resume,
+     S_MADE_NOTHING},
+    {"POST", "/v1/campaigns/{id}/cancel", S_TENANT, rcd_api_campaign_cancel,
+     S_MADE_NOTHING},
     {"POST", "/v1/webhooks/evolution/{id}", S_GATEWAY,
      rcd_api_webhook_evolution, S_MADE_NOTHING},
     {"GET", "/v1/webhooks/meta", S_GATEWAY, rcd_api_webhook_meta_verify,
@@ -829,6 +869,7 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     req.trace_id = trace_id[0] ? trace_id : NULL;
     req.body = r->body;
     req.body_size = r->size;
+    req.stream = r->stream;
     req.default_country = self->config->default_country;
     req.replay_attempts = self->config->replay_attempts;
     req.webhook_token =
@@ -903,8 +944,9 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
                             "the database connection was lost; retry later");
     }
 
-    if (reply.accepted + reply.requeued > 0)
-        s_nudge (self, req.tenant_id, reply.accepted + reply.requeued);
+    if (reply.accepted + reply.requeued + reply.resumed > 0)
+        s_nudge (self, req.tenant_id,
+                 reply.accepted + reply.requeued + reply.resumed);
     s_counters_t *c = &self->counters;
     atomic_fetch_add (&c->accepted, reply.accepted);
     atomic_fetch_add (&c->duplicates, reply.duplicates);
@@ -918,6 +960,13 @@ s_dispatch (self_t *self, struct MHD_Connection *conn, const char *url,
     atomic_fetch_add (&c->settled, reply.settled);
     atomic_fetch_add (&c->opted_out, reply.opted_out);
     atomic_fetch_add (&c->blocked, reply.blocked);
+    atomic_fetch_add (&c->camp_created, reply.campaigns_created);
+    atomic_fetch_add (&c->camp_paused, reply.campaigns_paused);
+    atomic_fetch_add (&c->camp_resumed, reply.campaigns_resumed);
+    atomic_fetch_add (&c->camp_cancel, reply.campaigns_cancelled);
+    atomic_fetch_add (&c->camp_done, reply.campaigns_completed);
+    atomic_fetch_add (&c->held, reply.paused);
+    atomic_fetch_add (&c->released, reply.resumed);
     if (route->made == S_MADE_TENANT)
         atomic_fetch_add (&c->tenants, reply.created);
     else if (route->made == S_MADE_INSTANCE)
@@ -949,20 +998,58 @@ answer:
     return rc;
 }
 
-/*  Appends upload data to the request, or drops it once over the limit. */
+/*  Routes whose body is parsed as it arrives instead of held
+    (rcd_api.h), found by method and exact path when the headers are in. */
+static const struct {
+    const char *method;
+    const char *path;
+    const rcd_api_stream_ops_t *ops;
+} s_streams[] = {
+    {"POST", "/v1/campaigns", &rcd_api_campaign_stream},
+};
+
+/*  The stream operations of a streaming route, or NULL. */
+static const rcd_api_stream_ops_t *
+s_stream_route (const char *method, const char *url)
+{
+    for (size_t i = 0; i < sizeof s_streams / sizeof s_streams[0]; i++)
+        if (strcmp (s_streams[i].method, method) == 0 &&
+            strcmp (s_streams[i].path, url) == 0)
+            return s_streams[i].ops;
+    return NULL;
+}
+
+/*  The body limit of a request. */
+static size_t
+s_body_limit (self_t *self, const s_request_t *r)
+{
+    return (size_t)(r->stream_ops ? self->config->campaign_max_body_bytes
+                                  : self->config->max_body_bytes);
+}
+
+/*  Appends upload data to the request (a streaming route's goes to its
+    parser, counted but not kept), or drops it once over the limit. */
 static bool
 s_accumulate (self_t *self, s_request_t *r, const char *data, size_t size)
 {
-    size_t max = (size_t)self->config->max_body_bytes;
-    if (!r->too_large && r->size + size > max) {
+    if (!r->too_large && r->size + size > s_body_limit (self, r)) {
         r->too_large = true;
         free (r->body);
         r->body = NULL;
         r->size = r->cap = 0;
+        if (r->stream)
+            r->stream_ops->destroy_fn (&r->stream);
     }
     if (r->too_large) {
         r->discarded += size;
         return r->discarded <= S_DISCARD_MAX;
+    }
+    if (r->stream) {
+        /* a bad body keeps its first error in the parser, for the
+           handler; the rest is counted against the limit and dropped */
+        (void)r->stream_ops->feed_fn (r->stream, data, size);
+        r->size += size;
+        return true;
     }
     if (r->size + size + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 4096;
@@ -1000,10 +1087,16 @@ s_self_handle_http (void *cls, struct MHD_Connection *conn, const char *url,
         pthread_mutex_lock (&self->flight_lock);
         self->in_flight++;
         pthread_mutex_unlock (&self->flight_lock);
+        r->stream_ops = s_stream_route (method, url);
+        if (r->stream_ops) {
+            r->stream = r->stream_ops->new_fn (self->config->default_country);
+            if (!r->stream)
+                return MHD_NO; /* out of memory */
+        }
         const char *length = MHD_lookup_connection_value (
             conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (length && strtoull (length, NULL, 10) >
-                          (unsigned long long)self->config->max_body_bytes) {
+                          (unsigned long long)s_body_limit (self, r)) {
             r->too_large = true;
             return s_answer_error (self, conn, r, 413, "payload_too_large",
                                    "the body is larger than the configured "
@@ -1032,6 +1125,8 @@ s_self_handle_completed (void *cls, struct MHD_Connection *conn, void **req_cls,
     self_t *self = cls;
     s_request_t *r = *req_cls;
     if (r) {
+        if (r->stream)
+            r->stream_ops->destroy_fn (&r->stream);
         free (r->body);
         free (r);
         pthread_mutex_lock (&self->flight_lock);
@@ -1232,6 +1327,13 @@ s_self_publish_counts (self_t *self)
         {"message.settled", &c->settled},
         {"contact.opted_out", &c->opted_out},
         {"message.blocked", &c->blocked},
+        {"campaign.created", &c->camp_created},
+        {"campaign.paused", &c->camp_paused},
+        {"campaign.resumed", &c->camp_resumed},
+        {"campaign.cancelled", &c->camp_cancel},
+        {"campaign.completed", &c->camp_done},
+        {"message.paused", &c->held},
+        {"message.resumed", &c->released},
     };
     for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
         uint64_t v = atomic_exchange (simple[i].counter, 0);

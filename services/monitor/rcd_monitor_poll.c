@@ -11,7 +11,7 @@
 
 const char *const rcd_monitor_statuses[RCD_MONITOR_STATUS_COUNT] = {
     "pending", "sending",   "unknown", "sent",    "delivered", "read",
-    "failed",  "cancelled", "expired", "blocked", "skipped"};
+    "failed",  "cancelled", "expired", "blocked", "skipped",   "paused"};
 const char *const rcd_monitor_priorities[RCD_MONITOR_PRIORITY_COUNT] = {
     "high", "normal", "low"};
 const double rcd_monitor_claim_bounds[RCD_MONITOR_CLAIM_BOUNDS] = {

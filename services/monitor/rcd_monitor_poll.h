@@ -39,7 +39,7 @@
 
 /*  messages.status values in life-cycle order, and messages.priority
     0, 1, 2 by name. */
-#define RCD_MONITOR_STATUS_COUNT   11
+#define RCD_MONITOR_STATUS_COUNT   12
 #define RCD_MONITOR_PRIORITY_COUNT 3
 extern const char *const rcd_monitor_statuses[RCD_MONITOR_STATUS_COUNT];
 extern const char *const rcd_monitor_priorities[RCD_MONITOR_PRIORITY_COUNT];

@@ -455,6 +455,150 @@ test_text_array_round_trips_quotes_backslashes_and_null (void **state)
     rcd_db_destroy (&db);
 }
 
+/*  Runs sql on db asserting success; answers the first cell as a new
+    string (NULL for SQL NULL). */
+static char *
+s_cell (rcd_db_t *db, const char *sql, int nparams, const char *const *params)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_exec (db, sql, nparams, params, &res) != 0)
+        fail_msg ("%s: %s", sql, rcd_db_error (db));
+    assert_int_equal (rcd_db_res_rows (res), 1);
+    const char *v = rcd_db_res_value (res, 0, 0);
+    char *copy = v ? strdup (v) : NULL;
+    rcd_db_res_destroy (&res);
+    return copy;
+}
+
+static void
+test_copy_loads_any_text_and_null_exactly (void **state)
+{
+    (void)state;
+    rcd_db_t *db = s_connect ();
+    assert_int_equal (rcd_db_exec (db,
+                                   "CREATE TABLE copy_text (id int PRIMARY KEY,"
+                                   " a text, b text)",
+                                   0, NULL, NULL),
+                      0);
+    /* what COPY's text format would read as something else unescaped:
+       the delimiter, row ends, escapes, the end marker, its NULL */
+    const char *tricky[] = {"plain",
+                            "tab\there",
+                            "new\nline",
+                            "carriage\rreturn",
+                            "back\\slash\\",
+                            "\\.",
+                            "\\N",
+                            "",
+                            NULL,
+                            "ação ñ 日本",
+                            "a\tb\nc\rd\\e",
+                            "'; DROP TABLE copy_text; --"};
+    enum { TRICKY = sizeof tricky / sizeof tricky[0], MANY = 20000 };
+    assert_int_equal (
+        rcd_db_copy_begin (db, "COPY copy_text (id, a, b) FROM STDIN"), 0);
+    for (int i = 0; i < TRICKY + MANY; i++) {
+        char id[16], filler[64];
+        snprintf (id, sizeof id, "%d", i);
+        snprintf (filler, sizeof filler, "row %d\t\\", i);
+        const char *a = i < TRICKY ? tricky[i] : filler;
+        const char *row[] = {id, a, i % 2 ? NULL : "b"};
+        assert_int_equal (rcd_db_copy_row (db, 3, row), 0);
+    }
+    int64_t rows = 0;
+    assert_int_equal (rcd_db_copy_end (db, &rows), 0);
+    assert_int_equal (rows, TRICKY + MANY);
+    for (int i = 0; i < TRICKY; i++) {
+        char id[16];
+        snprintf (id, sizeof id, "%d", i);
+        const char *params[] = {id};
+        char *a = s_cell (db, "SELECT a FROM copy_text WHERE id = $1::int", 1,
+                          params);
+        if (!tricky[i])
+            assert_null (a);
+        else {
+            assert_non_null (a);
+            assert_string_equal (a, tricky[i]);
+        }
+        free (a);
+    }
+    char *n = s_cell (db,
+                      "SELECT count(*) FILTER (WHERE b IS NULL)::text || ','"
+                      "    || count(*) FILTER (WHERE b = 'b')::text || ','"
+                      "    || count(*) FILTER (WHERE a = 'row ' || id"
+                      "                                  || E'\\t\\\\')::text"
+                      "  FROM copy_text",
+                      0, NULL);
+    char want[64];
+    snprintf (want, sizeof want, "%d,%d,%d", (TRICKY + MANY) / 2,
+              (TRICKY + MANY + 1) / 2, MANY);
+    assert_string_equal (n, want);
+    free (n);
+    assert_int_equal (rcd_db_exec (db, "DROP TABLE copy_text", 0, NULL, NULL),
+                      0);
+    rcd_db_destroy (&db);
+}
+
+static void
+test_a_failed_or_aborted_copy_loads_nothing_and_leaves_a_session (void **state)
+{
+    (void)state;
+    rcd_db_t *db = s_connect ();
+    assert_int_equal (rcd_db_exec (db,
+                                   "CREATE TABLE copy_checked (id int"
+                                   " CHECK (id > 0))",
+                                   0, NULL, NULL),
+                      0);
+    /* a row the table refuses: the whole COPY fails */
+    assert_int_equal (
+        rcd_db_copy_begin (db, "COPY copy_checked (id) FROM STDIN"), 0);
+    const char *good[] = {"1"}, *bad[] = {"0"};
+    assert_int_equal (rcd_db_copy_row (db, 1, good), 0);
+    assert_int_equal (rcd_db_copy_row (db, 1, bad), 0);
+    int64_t rows = -1;
+    assert_int_equal (rcd_db_copy_end (db, &rows), -1);
+    assert_string_equal (rcd_db_sqlstate (db), "23514");
+    assert_int_equal (rows, 0);
+    char *n = s_cell (db, "SELECT count(*) FROM copy_checked", 0, NULL);
+    assert_string_equal (n, "0");
+    free (n);
+
+    /* given up by the caller: nothing loaded, the caller's reason kept */
+    assert_int_equal (
+        rcd_db_copy_begin (db, "COPY copy_checked (id) FROM STDIN"), 0);
+    assert_int_equal (rcd_db_copy_row (db, 1, good), 0);
+    rcd_db_copy_abort (db, "the caller changed its mind");
+    n = s_cell (db, "SELECT count(*) FROM copy_checked", 0, NULL);
+    assert_string_equal (n, "0");
+    free (n);
+    rcd_db_copy_abort (db, "twice is harmless");
+
+    /* inside a transaction: rolled back with it */
+    assert_int_equal (rcd_db_begin (db), 0);
+    assert_int_equal (
+        rcd_db_copy_begin (db, "COPY copy_checked (id) FROM STDIN"), 0);
+    assert_int_equal (rcd_db_copy_row (db, 1, good), 0);
+    assert_int_equal (rcd_db_copy_end (db, &rows), 0);
+    assert_int_equal (rows, 1);
+    rcd_db_rollback (db);
+    n = s_cell (db, "SELECT count(*) FROM copy_checked", 0, NULL);
+    assert_string_equal (n, "0");
+    free (n);
+
+    /* misuse answers -1 and breaks nothing */
+    assert_int_equal (rcd_db_copy_row (db, 1, good), -1);
+    assert_int_equal (rcd_db_copy_end (db, &rows), -1);
+    assert_int_equal (rcd_db_copy_begin (db, "SELECT 1"), -1);
+    assert_int_equal (rcd_db_copy_begin (db, "COPY nowhere FROM STDIN"), -1);
+    assert_string_equal (rcd_db_sqlstate (db), "42P01");
+    n = s_cell (db, "SELECT 1", 0, NULL);
+    assert_string_equal (n, "1");
+    free (n);
+    assert_int_equal (
+        rcd_db_exec (db, "DROP TABLE copy_checked", 0, NULL, NULL), 0);
+    rcd_db_destroy (&db);
+}
+
 static void
 test_migrating_a_migrated_database_applies_nothing (void **state)
 {
@@ -594,6 +738,9 @@ main (void)
         cmocka_unit_test (test_int64_array_round_trips_through_bigint_array),
         cmocka_unit_test (
             test_text_array_round_trips_quotes_backslashes_and_null),
+        cmocka_unit_test (test_copy_loads_any_text_and_null_exactly),
+        cmocka_unit_test (
+            test_a_failed_or_aborted_copy_loads_nothing_and_leaves_a_session),
         cmocka_unit_test (test_migrating_a_migrated_database_applies_nothing),
         cmocka_unit_test (
             test_two_threads_migrating_a_fresh_database_at_once_both_succeed),

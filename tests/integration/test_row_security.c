@@ -94,6 +94,10 @@ static const s_table_t s_tables[] = {
      "VALUES ($1::bigint, 0, 'evolution', 'inbound',"
      "        gen_random_uuid()::text, '{}')",
      true, true},
+    {"campaigns",
+     "INSERT INTO campaigns (tenant_id, name, template, state)"
+     "VALUES ($1::bigint, gen_random_uuid()::text, 'promo', 'draft')",
+     true, true},
 };
 #define TABLES (sizeof s_tables / sizeof s_tables[0])
 
@@ -262,10 +266,10 @@ test_every_table_with_tenant_data_is_walled (void **state)
                       "   AND c.relkind IN ('r', 'p')",
                       0, NULL);
     assert_non_null (names);
-    assert_string_equal (names, "api_rate_buckets,billing_cycles,contacts,"
-                                "dead_letters,instances,message_history,"
-                                "messages,recipient_pacing,templates,"
-                                "webhook_events");
+    assert_string_equal (names, "api_rate_buckets,billing_cycles,campaigns,"
+                                "contacts,dead_letters,instances,"
+                                "message_history,messages,recipient_pacing,"
+                                "templates,webhook_events");
     free (names);
     for (size_t i = 0; i < TABLES + BOOKKEEPING; i++) {
         const char *name =

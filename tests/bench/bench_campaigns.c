@@ -1,0 +1,365 @@
+/*  bench_campaigns - campaign creation through the real ingestor binary
+    over HTTP. Prints table rows; never gates CI.
+
+      bench_campaigns [CONTACTS] [RUNS]
+
+    Each run POSTs /v1/campaigns with a new campaign of CONTACTS (100 000)
+    distinct contacts, each with two vars for a template of two
+    variations ({{name}}, {{code}}), one JSON body of about 7 MB sent
+    in one request; a tenth of the contacts are also stored contacts
+    (their vars and name are looked up), and 100 of them opted out.
+    Then it POSTs the same body again to the same campaign, which must
+    add nothing. The body is built before the clock starts.
+
+    Reports seconds from the first byte sent to the answer (201 with
+    every count checked: accepted, opted_out, duplicates on the
+    re-post) for the first post and the re-post, the messages stored
+    (checked in the database), the CPU of the ingestor and of the
+    PostgreSQL backends, and the ingestor's peak RSS (VmHWM) after the
+    runs, next to its peak before the first one.
+
+    Needs RECADO_BENCH_PG (conninfo of a PostgreSQL superuser, no dbname)
+    and RECADO_BIN_DIR; tests/bench/run sets both.
+*/
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "rcd_clock.h"
+#include "rcd_db.h"
+#include "rcd_log.h"
+#include "rcd_migrate.h"
+#include "rcd_test.h"
+
+#define S_DB_NAME "recado_bench_campaigns"
+/*  Contacts stored before the runs (one in S_STORED_EVERY), and of them
+    the opted-out ones (one in S_OPTED_EVERY). */
+#define S_STORED_EVERY 10
+#define S_OPTED_EVERY  1000
+
+static pid_t s_ingestor;
+static char s_db_url[512];
+static char s_api_url[64];
+static char *s_key; /* the tenant's API key */
+
+static void
+s_die (const char *what, const char *detail)
+{
+    fprintf (stderr, "bench_campaigns: %s%s%s\n", what, detail ? ": " : "",
+             detail ? detail : "");
+    if (s_ingestor > 0)
+        rcd_test_stop (s_ingestor, SIGKILL, 2000);
+    exit (1);
+}
+
+static rcd_db_t *
+s_db (void)
+{
+    rcd_db_t *db = rcd_db_new (s_db_url);
+    if (!db || !rcd_db_connected (db))
+        s_die ("cannot connect", db ? rcd_db_error (db) : NULL);
+    return db;
+}
+
+static int64_t
+s_query_int (rcd_db_t *db, const char *sql, int nparams,
+             const char *const *params)
+{
+    rcd_db_res_t *res = NULL;
+    if (rcd_db_exec (db, sql, nparams, params, &res) != 0)
+        s_die (sql, rcd_db_error (db));
+    int64_t v = rcd_db_res_rows (res) > 0 ? rcd_db_res_int64 (res, 0, 0) : 0;
+    rcd_db_res_destroy (&res);
+    return v;
+}
+
+typedef struct {
+    char *data;
+    size_t size;
+} buffer_t;
+
+static size_t
+s_collect (char *data, size_t size, size_t nmemb, void *arg)
+{
+    buffer_t *buf = arg;
+    size_t n = size * nmemb;
+    char *grown = realloc (buf->data, buf->size + n + 1);
+    if (!grown)
+        return 0;
+    memcpy (grown + buf->size, data, n);
+    buf->size += n;
+    grown[buf->size] = 0;
+    buf->data = grown;
+    return n;
+}
+
+/*  POSTs body to path with the tenant's key; dies unless the status is
+    expected. Answers the parsed body and the seconds it took. */
+static json_t *
+s_post (const char *path, const char *body, size_t len, long expected,
+        double *seconds)
+{
+    char url[256], auth[256];
+    snprintf (url, sizeof url, "%s%s", s_api_url, path);
+    snprintf (auth, sizeof auth, "Authorization: Bearer %s", s_key);
+    CURL *curl = curl_easy_init ();
+    struct curl_slist *headers = curl_slist_append (NULL, auth);
+    headers = curl_slist_append (headers, "Content-Type: application/json");
+    buffer_t buf = {NULL, 0};
+    curl_easy_setopt (curl, CURLOPT_URL, url);
+    curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buf);
+    curl_easy_setopt (curl, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
+    int64_t t0 = rcd_clock_mono_us ();
+    long status = 0;
+    if (curl_easy_perform (curl) == CURLE_OK)
+        curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &status);
+    *seconds = (double)(rcd_clock_mono_us () - t0) / 1e6;
+    curl_slist_free_all (headers);
+    curl_easy_cleanup (curl);
+    if (status != expected) {
+        fprintf (stderr, "POST %s: %ld %.300s\n", path, status,
+                 buf.data ? buf.data : "");
+        s_die ("unexpected answer", path);
+    }
+    json_t *answer = json_loads (buf.data ? buf.data : "", 0, NULL);
+    free (buf.data);
+    if (!answer)
+        s_die ("answer is not JSON", path);
+    return answer;
+}
+
+/*  A call with a small body through rcd_test_http. */
+static json_t *
+s_api (const char *method, const char *path, const char *key, const char *body,
+       long expected)
+{
+    char url[256];
+    snprintf (url, sizeof url, "%s%s", s_api_url, path);
+    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
+    if (res.status != expected) {
+        fprintf (stderr, "%s %s: %ld %s\n", method, path, res.status,
+                 res.body ? res.body : "");
+        rcd_test_http_free (&res);
+        s_die ("unexpected answer", path);
+    }
+    json_t *answer = json_loads (res.body ? res.body : "", 0, NULL);
+    rcd_test_http_free (&res);
+    return answer;
+}
+
+/*  The phone of contact i of run r: distinct over every run. */
+static void
+s_phone (int r, long i, char *out, size_t size)
+{
+    snprintf (out, size, "+55119%08ld", 10000000 + (long)r * 1000000 + i);
+}
+
+/*  A fresh database with the stored contacts, the ingestor on a free
+    port, a tenant and its template. */
+static void
+s_prepare (int runs)
+{
+    const char *base = getenv ("RECADO_BENCH_PG");
+    if (!base)
+        s_die ("RECADO_BENCH_PG is not set (use tests/bench/run)", NULL);
+    char admin[512];
+    snprintf (admin, sizeof admin, "%s dbname=postgres", base);
+    rcd_db_t *db = rcd_db_new (admin);
+    if (!db || !rcd_db_connected (db))
+        s_die ("cannot reach PostgreSQL", NULL);
+    if (rcd_db_script (db, "DROP DATABASE IF EXISTS " S_DB_NAME
+                           " WITH (FORCE)") != 0 ||
+        rcd_db_script (db, "CREATE DATABASE " S_DB_NAME) != 0)
+        s_die ("cannot create database", rcd_db_error (db));
+    rcd_db_destroy (&db);
+    snprintf (s_db_url, sizeof s_db_url, "%s dbname=" S_DB_NAME, base);
+    db = s_db ();
+    if (rcd_migrate_apply (db) < 0)
+        s_die ("migrations failed", rcd_db_error (db));
+    rcd_db_destroy (&db);
+
+    int port = rcd_test_free_port ();
+    snprintf (s_api_url, sizeof s_api_url, "http://127.0.0.1:%d", port);
+    static char env[7][600];
+    snprintf (env[0], sizeof env[0], "DATABASE_URL=%s", s_db_url);
+    snprintf (env[1], sizeof env[1], "RECADO_ADMIN_KEY=bench-admin");
+    snprintf (env[2], sizeof env[2], "RECADO_HTTP_PORT=%d", port);
+    /* nobody listens: events and nudges are dropped by design */
+    snprintf (env[3], sizeof env[3],
+              "RECADO_EVENTS_ENDPOINT=tcp://127.0.0.1:%d",
+              rcd_test_free_port ());
+    snprintf (env[4], sizeof env[4], "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d",
+              rcd_test_free_port ());
+    snprintf (env[5], sizeof env[5], "RECADO_LOG_LEVEL=warn");
+    snprintf (env[6], sizeof env[6], "RECADO_API_RATE_PER_SECOND=0");
+    const char *envp[] = {env[0], env[1], env[2], env[3],
+                          env[4], env[5], env[6], NULL};
+    char *bin = rcd_test_bin ("recado-ingestor");
+    const char *argv[] = {bin, NULL};
+    s_ingestor = rcd_test_spawn (argv, envp, "bench-services.log");
+    free (bin);
+    if (s_ingestor <= 0)
+        s_die ("cannot start", "recado-ingestor");
+    char url[128];
+    snprintf (url, sizeof url, "%s/readyz", s_api_url);
+    if (!rcd_test_wait_http_ok (url, 20000))
+        s_die ("ingestor not ready", NULL);
+
+    json_t *t = s_api ("POST", "/v1/tenants", "bench-admin",
+                       "{\"name\":\"bench campaigns\"}", 201);
+    const char *key = json_string_value (json_object_get (t, "api_key"));
+    char tenant[24];
+    snprintf (tenant, sizeof tenant, "%lld",
+              (long long)json_integer_value (json_object_get (t, "id")));
+    if (!key)
+        s_die ("tenant", NULL);
+    s_key = strdup (key);
+    json_decref (t);
+    json_decref (s_api ("PUT", "/v1/templates/promo", s_key,
+                        "{\"variations\":["
+                        "\"Olá {{name}}, seu cupom {{code}} vale até "
+                        "domingo.\","
+                        "\"{{name}}, use o cupom {{code}} e ganhe 10%.\"]}",
+                        200));
+    /* stored contacts: a tenth of every run's audience, some opted out */
+    db = s_db ();
+    char every[24], opted[24], total[24];
+    snprintf (every, sizeof every, "%d", S_STORED_EVERY);
+    snprintf (opted, sizeof opted, "%d", S_OPTED_EVERY);
+    snprintf (total, sizeof total, "%ld", (long)(runs + 1) * 1000000);
+    const char *params[] = {tenant, every, opted, total};
+    s_query_int (db,
+                 "INSERT INTO contacts (tenant_id, phone, name, vars,"
+                 "                      opted_out)"
+                 "SELECT $1::bigint, '+55119' || lpad((10000000 + g)::text,"
+                 "                                    8, '0'),"
+                 "       'Stored ' || g, jsonb_build_object('segment', 'vip'),"
+                 "       g % $3::int = 0"
+                 "  FROM generate_series(0, $4::int - 1, $2::int) g",
+                 4, params);
+    s_query_int (db, "ANALYZE contacts", 0, NULL);
+    rcd_db_destroy (&db);
+}
+
+/*  The body of run r (prefix names the campaign). Caller frees. */
+static char *
+s_body (const char *name, int r, long contacts, size_t *len_p)
+{
+    size_t cap = (size_t)contacts * 96 + 256, len = 0;
+    char *body = malloc (cap);
+    if (!body)
+        s_die ("out of memory", NULL);
+    len += (size_t)snprintf (body, cap,
+                             "{\"name\":\"%s\",\"template\":\"promo\","
+                             "\"audience\":[",
+                             name);
+    for (long i = 0; i < contacts; i++) {
+        char phone[32];
+        s_phone (r, i, phone, sizeof phone);
+        len += (size_t)snprintf (body + len, cap - len,
+                                 "%s{\"phone\":\"%s\",\"vars\":{\"name\":"
+                                 "\"Cliente %ld\",\"code\":\"C%06ld\"}}",
+                                 i ? "," : "", phone, i, i);
+        if (len >= cap - 128)
+            s_die ("body overflow", NULL);
+    }
+    len += (size_t)snprintf (body + len, cap - len, "]}");
+    *len_p = len;
+    return body;
+}
+
+int
+main (int argc, char **argv)
+{
+    setvbuf (stdout, NULL, _IOLBF, 0);
+    long contacts = argc > 1 ? strtol (argv[1], NULL, 10) : 100000;
+    int runs = argc > 2 ? (int)strtol (argv[2], NULL, 10) : 3;
+    if (contacts < 1 || contacts > 100000 || runs < 1 || runs > 9) {
+        fprintf (stderr, "usage: bench_campaigns [CONTACTS<=100000] "
+                         "[RUNS<=9]\n");
+        return 64;
+    }
+    curl_global_init (CURL_GLOBAL_ALL);
+    rcd_log_init ("bench_campaigns");
+    rcd_log_set_level (RCD_LOG_WARN); /* not a line per migration */
+    s_prepare (runs);
+    rcd_db_t *db = s_db ();
+
+    /* warm-up, not measured: connections, plans */
+    size_t len = 0;
+    char *body = s_body ("warm-up", runs, 1000, &len);
+    double seconds = 0;
+    json_decref (s_post ("/v1/campaigns", body, len, 201, &seconds));
+    free (body);
+
+    long rss_before = bench_peak_rss_kb (s_ingestor);
+    double first_sum = 0, first_max = 0, again_max = 0, again_sum = 0;
+    double cpu_ing = 0, cpu_pg = 0;
+    long expected_opted = 0;
+    for (long i = 0; i < contacts; i += S_STORED_EVERY)
+        expected_opted += i % S_OPTED_EVERY == 0;
+    for (int r = 0; r < runs; r++) {
+        char name[32];
+        snprintf (name, sizeof name, "campaign %d", r);
+        body = s_body (name, r, contacts, &len);
+        double ing0 = bench_cpu_seconds (s_ingestor, NULL);
+        double pg0 = bench_postgres_cpu ();
+        json_t *a = s_post ("/v1/campaigns", body, len, 201, &seconds);
+        cpu_ing += bench_cpu_seconds (s_ingestor, NULL) - ing0;
+        cpu_pg += bench_postgres_cpu () - pg0;
+        first_sum += seconds;
+        first_max = seconds > first_max ? seconds : first_max;
+        long opted = expected_opted; /* the same pattern in every run */
+        if (json_integer_value (json_object_get (a, "accepted")) !=
+                contacts - opted ||
+            json_integer_value (json_object_get (a, "opted_out")) != opted)
+            s_die ("wrong counts", json_dumps (a, JSON_COMPACT));
+        char id[24];
+        snprintf (id, sizeof id, "%lld",
+                  (long long)json_integer_value (json_object_get (a, "id")));
+        json_decref (a);
+        a = s_post ("/v1/campaigns", body, len, 200, &seconds);
+        again_sum += seconds;
+        again_max = seconds > again_max ? seconds : again_max;
+        if (json_integer_value (json_object_get (a, "accepted")) != 0 ||
+            json_integer_value (json_object_get (a, "duplicates")) !=
+                contacts - opted)
+            s_die ("re-post added messages", json_dumps (a, JSON_COMPACT));
+        json_decref (a);
+        free (body);
+        const char *params[] = {id};
+        if (s_query_int (db,
+                         "SELECT count(*) FROM messages"
+                         " WHERE campaign_id = $1::bigint",
+                         1, params) != contacts - opted)
+            s_die ("wrong number of messages stored", id);
+    }
+    long rss_after = bench_peak_rss_kb (s_ingestor);
+
+    printf ("| campaign creation, %ld contacts (7 MB body), %d runs | "
+            "%.2f s to 201 (mean; max %.2f s); re-post adding nothing "
+            "%.2f s (max %.2f s); CPU per run: ingestor %.2f s, PostgreSQL "
+            "%.2f s |\n",
+            contacts, runs, first_sum / runs, first_max, again_sum / runs,
+            again_max, cpu_ing / runs, cpu_pg / runs);
+    printf ("| ingestor peak RSS, campaign creation | %.1f MiB after the "
+            "runs (%.1f MiB before the first) |\n",
+            (double)rss_after / 1024.0, (double)rss_before / 1024.0);
+
+    rcd_test_stop (s_ingestor, SIGTERM, 30000);
+    s_ingestor = 0;
+    rcd_db_destroy (&db);
+    free (s_key);
+    curl_global_cleanup ();
+    return 0;
+}
