@@ -56,6 +56,16 @@
                           send) are applied again, each after 1, 2, 4 ..
                           60 s, while younger than webhook_window_ms
                           (rcd_webhook_rematch, migrations/0007).
+      campaign_check_ms   every campaign 'scheduled' or 'running' whose
+                          messages have all left the queue (none pending,
+                          paused, sending or unknown) is marked
+                          'completed' by rcd_campaign_complete
+                          (migrations/0010: one index probe per campaign
+                          still sending, the row locked only to finish
+                          it), recovery_batch campaigns per statement;
+                          so a campaign completes, with its sent count
+                          and first and last send kept on its row, even
+                          when nobody reads it (GET does the same).
     Config keys also: database_url, nudge_endpoint, events_endpoint,
     recovery_batch (rows per repair statement), drain_timeout_ms.
 
@@ -84,6 +94,11 @@
       pacing.deleted      count recipient_pacing rows deleted
       webhook.rematched   count events that found their message on a
                           retry, value events tried
+      campaign.completed  per campaign completed by the sweep: count 1,
+                          tenant_id, value its messages sent (reached the
+                          gateway), detail "campaign=<id> sent=<n>"
+                          (the ingestor's campaign.completed counts those
+                          it finds complete when read)
     Events are sent only when their count is above 0 (health.checked
     always).
 
@@ -157,6 +172,9 @@ const rcd_config_spec_t rcd_recovery_config_specs[] = {
     RCD_CONFIG_INT ("webhook_window_ms", S_TYPE, webhook_window_ms, "600000",
                     1000, 86400000,
                     "how long an unmatched webhook event is retried"),
+    RCD_CONFIG_INT ("campaign_check_ms", S_TYPE, campaign_check_ms, "5000", 0,
+                    3600000,
+                    "period of the campaign completion sweep (0: off)"),
     RCD_CONFIG_END};
 #undef S_TYPE
 
@@ -345,6 +363,25 @@ static const char *s_retention_webhooks_sql =
 static const char *s_rematch_sql =
     "SELECT tried, matched FROM rcd_webhook_rematch($1::bigint, $2::integer)";
 
+/*  Campaigns scheduled or running with no open message left are marked
+    completed (rcd_campaign_complete, migrations/0010; it probes first
+    without a lock, so one still sending costs a read). $1 batch. The
+    function's update is not visible to this statement: the completed
+    campaigns' counts are read by s_campaign_done_sql. Answers their ids
+    and tenants. */
+static const char *s_campaign_complete_sql =
+    "WITH done AS ("
+    "  SELECT c.id, c.tenant_id FROM campaigns c"
+    "   WHERE c.state IN ('scheduled', 'running') AND c.messages > 0"
+    "     AND rcd_campaign_complete(c.id)"
+    "   LIMIT $1"
+    ")"
+    "SELECT id, tenant_id FROM done ORDER BY id";
+
+/*  What a campaign completed by the sweep sent. $1 its id. */
+static const char *s_campaign_done_sql =
+    "SELECT coalesce(sent_messages, 0) FROM campaigns WHERE id = $1::bigint";
+
 /*  One instance being polled. */
 typedef struct {
     int64_t id;
@@ -386,7 +423,7 @@ typedef struct {
     bool terminated; /* $TERM received */
     bool draining;   /* DRAIN received */
     int64_t next_heartbeat_ms, next_lease_ms, next_expiry_ms, next_unknown_ms,
-        next_health_ms, next_retention_ms, next_rematch_ms;
+        next_health_ms, next_retention_ms, next_rematch_ms, next_campaign_ms;
     s_health_t health;
     s_retention_t retention;
 } self_t;
@@ -437,6 +474,7 @@ s_self_new (zsock_t *pipe, const rcd_recovery_config_t *cfg)
     self->next_unknown_ms = s_first_run (cfg->unknown_check_ms, now);
     self->next_health_ms = s_first_run (cfg->health_check_ms, now);
     self->next_rematch_ms = s_first_run (cfg->webhook_rematch_ms, now);
+    self->next_campaign_ms = s_first_run (cfg->campaign_check_ms, now);
     self->next_retention_ms = cfg->retention_s > 0
                                   ? s_first_run (cfg->retention_check_ms, now)
                                   : S_NEVER;
@@ -472,7 +510,10 @@ s_self_new (zsock_t *pipe, const rcd_recovery_config_t *cfg)
             0 ||
         rcd_db_prepare (self->db, "retention_webhooks",
                         s_retention_webhooks_sql) != 0 ||
-        rcd_db_prepare (self->db, "rematch", s_rematch_sql) != 0)
+        rcd_db_prepare (self->db, "rematch", s_rematch_sql) != 0 ||
+        rcd_db_prepare (self->db, "campaign_complete",
+                        s_campaign_complete_sql) != 0 ||
+        rcd_db_prepare (self->db, "campaign_done", s_campaign_done_sql) != 0)
         goto fail;
     return self;
 fail:
@@ -614,6 +655,50 @@ s_self_rematch_webhooks (self_t *self)
     if (counts[1] > 0)
         rcd_events_emit (self->events, "webhook.rematched", (uint64_t)counts[1],
                          0, counts[0], NULL);
+}
+
+/*  Marks completed the campaigns with nothing left to send, a batch per
+    statement while batches come back full, and publishes each. */
+static void
+s_self_complete_campaigns (self_t *self)
+{
+    char batch[24];
+    snprintf (batch, sizeof batch, "%lld", (long long)self->batch);
+    const char *params[] = {batch};
+    for (int round = 0; round < 100; round++) {
+        rcd_db_res_t *res = NULL;
+        if (rcd_db_run (self->db, "campaign_complete", 1, params, &res) != 0) {
+            rcd_log_warn ("sweep failed", "{s:s, s:s}", "sweep",
+                          "campaign_complete", "error",
+                          rcd_db_error (self->db));
+            return;
+        }
+        int rows = rcd_db_res_rows (res);
+        for (int r = 0; r < rows; r++) {
+            int64_t id = rcd_db_res_int64 (res, r, 0);
+            int64_t tenant = rcd_db_res_int64 (res, r, 1);
+            char idtext[24];
+            snprintf (idtext, sizeof idtext, "%lld", (long long)id);
+            const char *p[] = {idtext};
+            rcd_db_res_t *done = NULL;
+            int64_t sent = 0;
+            if (rcd_db_run (self->db, "campaign_done", 1, p, &done) == 0 &&
+                rcd_db_res_rows (done) == 1)
+                sent = rcd_db_res_int64 (done, 0, 0);
+            rcd_db_res_destroy (&done);
+            rcd_log_info ("campaign.completed", "{s:I, s:I, s:I}", "tenant_id",
+                          (json_int_t)tenant, "campaign_id", (json_int_t)id,
+                          "sent", (json_int_t)sent);
+            char detail[64];
+            snprintf (detail, sizeof detail, "campaign=%lld sent=%lld",
+                      (long long)id, (long long)sent);
+            rcd_events_emit (self->events, "campaign.completed", 1,
+                             (uint64_t)tenant, sent, detail);
+        }
+        rcd_db_res_destroy (&res);
+        if (rows < self->batch)
+            break;
+    }
 }
 
 /*  --------------------------------------------------------------------
@@ -928,6 +1013,10 @@ s_self_handle_tick (self_t *self)
         s_self_rematch_webhooks (self);
         self->next_rematch_ms = s_next_run (cfg->webhook_rematch_ms, now);
     }
+    if (now >= self->next_campaign_ms) {
+        s_self_complete_campaigns (self);
+        self->next_campaign_ms = s_next_run (cfg->campaign_check_ms, now);
+    }
     if (now >= self->next_health_ms && !self->health.probes) {
         s_self_start_health (self);
         self->next_health_ms = s_next_run (cfg->health_check_ms, now);
@@ -954,6 +1043,7 @@ s_self_wait_ms (self_t *self)
                          self->next_unknown_ms,
                          self->next_retention_ms,
                          self->next_rematch_ms,
+                         self->next_campaign_ms,
                          self->health.probes ? S_NEVER : self->next_health_ms};
         for (size_t i = 0; i < sizeof due / sizeof due[0]; i++)
             if (due[i] < next)

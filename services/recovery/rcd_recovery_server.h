@@ -33,6 +33,7 @@ typedef struct {
     int64_t retention_batch;    /* messages deleted per transaction */
     int64_t webhook_rematch_ms; /* period of the unmatched webhook retry */
     int64_t webhook_window_ms;  /* how long unmatched events are retried */
+    int64_t campaign_check_ms;  /* period of the campaign completion sweep */
 } rcd_recovery_config_t;
 
 extern const rcd_config_spec_t rcd_recovery_config_specs[];

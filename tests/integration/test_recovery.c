@@ -375,7 +375,7 @@ s_setup (void **state)
     };
     free (s_sql ("TRUNCATE messages, message_history, dead_letters,"
                  " recipient_pacing, billing_cycles, instances,"
-                 " webhook_events",
+                 " webhook_events, campaigns",
                  0));
     rcd_gwsim_reset (s_sim);
     *state = fx;
@@ -966,6 +966,104 @@ test_unmatched_receipts_are_applied_once_their_message_is_known (void **state)
 }
 
 /*  --------------------------------------------------------------------
+    Campaign completion */
+
+/*  A campaign of our tenant in state, named name, with statuses[] as its
+    messages (NULL-ended); 'sent' ones sent i minutes ago, i their index.
+    Answers its id as text in out. */
+static void
+s_campaign (char out[24], const char *name, const char *state,
+            const char *const *statuses)
+{
+    int n = 0;
+    while (statuses[n])
+        n++;
+    char count[16];
+    snprintf (count, sizeof count, "%d", n);
+    char *id = s_sql ("INSERT INTO campaigns (tenant_id, name, template,"
+                      " state, messages, started_at)"
+                      " VALUES ($1, $2, 'promo', $3, $4::int, now())"
+                      " RETURNING id",
+                      4, s_tenant, name, state, count);
+    assert_non_null (id);
+    snprintf (out, 24, "%s", id);
+    free (id);
+    for (int i = 0; i < n; i++) {
+        char m[24], phone[32], ago[16];
+        s_message (m, statuses[i], 1, 5, 0, NULL, NULL);
+        snprintf (phone, sizeof phone, "+551190000%04d", i);
+        snprintf (ago, sizeof ago, "%d", n - i);
+        free (s_sql ("UPDATE messages SET campaign_id = $2::bigint,"
+                     " to_phone = $3, lease_until = NULL,"
+                     " sent_at = CASE WHEN status = 'sent'"
+                     "   THEN now() - $4::int * interval '1 minute' END"
+                     " WHERE id = $1::bigint RETURNING 1",
+                     4, m, out, phone, ago));
+    }
+}
+
+static void
+test_campaigns_with_nothing_left_to_send_are_completed (void **state)
+{
+    fixture_t *fx = *state;
+    fx->cfg.campaign_check_ms = 50;
+    /* done: two sent, one failed, one still being sent */
+    static const char *const done_st[] = {"sent", "failed", "sent", "sending",
+                                          NULL};
+    /* open: a message still pending; held: paused, nothing open */
+    static const char *const open_st[] = {"sent", "pending", NULL};
+    static const char *const held_st[] = {"sent", NULL};
+    char done[24], open[24], held[24];
+    s_campaign (done, "done", "running", done_st);
+    s_campaign (open, "open", "running", open_st);
+    s_campaign (held, "held", "paused", held_st);
+    s_start (fx);
+    /* sweeps run and complete nothing while a message is open */
+    s_wait_sum (fx, "heartbeat", 2);
+    s_expect ("running", "SELECT state FROM campaigns WHERE id = $1", done);
+    assert_int_equal (s_event_frames (fx, "campaign.completed"), 0);
+
+    /* the last message of done is sent: the next sweep completes it */
+    free (s_sql ("UPDATE messages SET status = 'sent', sent_at = now(),"
+                 " updated_at = now()"
+                 " WHERE campaign_id = $1::bigint AND status = 'sending'"
+                 " RETURNING 1",
+                 1, done));
+    char detail[64];
+    snprintf (detail, sizeof detail, "campaign=%s sent=3", done);
+    s_wait_detail (fx, "campaign.completed", detail);
+    s_event_t *e = s_event_find (fx, "campaign.completed", detail);
+    assert_int_equal (e->count, 1);
+    assert_int_equal (e->value, 3);
+    assert_int_equal (e->tenant_id, strtoull (s_tenant, NULL, 10));
+    s_expect ("completed|3|true|true",
+              "SELECT c.state || '|' || c.sent_messages || '|' ||"
+              " (c.completed_at = (SELECT max(sent_at) FROM messages"
+              "                     WHERE campaign_id = c.id)) || '|' ||"
+              " (c.first_sent_at = (SELECT min(sent_at) FROM messages"
+              "                      WHERE campaign_id = c.id))"
+              " FROM campaigns c WHERE c.id = $1",
+              done);
+    s_expect ("running", "SELECT state FROM campaigns WHERE id = $1", open);
+    s_expect ("paused", "SELECT state FROM campaigns WHERE id = $1", held);
+
+    /* open's pending message is cancelled: it completes with 1 sent */
+    free (s_sql ("UPDATE messages SET status = 'cancelled',"
+                 " updated_at = now()"
+                 " WHERE campaign_id = $1::bigint AND status = 'pending'"
+                 " RETURNING 1",
+                 1, open));
+    snprintf (detail, sizeof detail, "campaign=%s sent=1", open);
+    s_wait_detail (fx, "campaign.completed", detail);
+    s_expect ("completed", "SELECT state FROM campaigns WHERE id = $1", open);
+    /* each published once, however many sweeps ran since; the paused
+       one is left alone */
+    s_wait_sum (fx, "heartbeat", s_event_sum (fx, "heartbeat") + 1);
+    assert_int_equal (s_event_frames (fx, "campaign.completed"), 2);
+    s_expect ("paused", "SELECT state FROM campaigns WHERE id = $1", held);
+}
+
+/*  --------------------------------------------------------------------
     rcd_http_escape */
 
 static void
@@ -1011,6 +1109,9 @@ main (void)
         cmocka_unit_test_setup_teardown (
             test_unmatched_receipts_are_applied_once_their_message_is_known,
             s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (
+            test_campaigns_with_nothing_left_to_send_are_completed, s_setup,
+            s_teardown),
         cmocka_unit_test_setup_teardown (
             test_http_escape_keeps_a_name_in_one_segment, NULL, NULL),
     };
