@@ -148,7 +148,8 @@ BEGIN
         UPDATE messages SET status = 'blocked', updated_at = now(),
                             last_error = p_detail
          WHERE tenant_id = p_tenant AND to_phone = p_phone
-           AND status = 'pending'
+           AND status IN ('pending', 'paused') -- paused: held by a paused
+                                               -- campaign (0010)
         RETURNING id
     )
     INSERT INTO message_history (tenant_id, message_id, status, detail)

@@ -183,32 +183,3 @@ CREATE TRIGGER messages_campaign_hold
     WHEN (NEW.campaign_id IS NOT NULL AND NEW.status = 'pending'
           AND OLD.status NOT IN ('pending', 'paused'))
     EXECUTE FUNCTION rcd_campaign_hold();
-
--- Opt-out also blocks the messages a paused campaign holds.
-CREATE OR REPLACE FUNCTION rcd_opt_out(p_tenant bigint, p_phone text,
-                                       p_detail text)
-RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    blocked integer;
-BEGIN
-    INSERT INTO contacts AS c (tenant_id, phone, opted_out, opted_out_at)
-    VALUES (p_tenant, p_phone, true, now())
-    ON CONFLICT (tenant_id, phone) DO UPDATE SET
-        opted_out = true,
-        opted_out_at = CASE WHEN c.opted_out THEN c.opted_out_at
-                            ELSE now() END,
-        updated_at = CASE WHEN c.opted_out THEN c.updated_at ELSE now() END;
-    WITH upd AS (
-        UPDATE messages SET status = 'blocked', updated_at = now(),
-                            last_error = p_detail
-         WHERE tenant_id = p_tenant AND to_phone = p_phone
-           AND status IN ('pending', 'paused')
-        RETURNING id
-    )
-    INSERT INTO message_history (tenant_id, message_id, status, detail)
-    SELECT p_tenant, id, 'blocked', p_detail FROM upd;
-    GET DIAGNOSTICS blocked = ROW_COUNT;
-    RETURN blocked;
-END
-$$;
