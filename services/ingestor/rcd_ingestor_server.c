@@ -57,9 +57,10 @@
       parsing (Content-Length checked up front, chunked bodies counted as
       they arrive). Every 4xx/5xx body is {"error": {code, message,
       field}}. POST /v1/campaigns is the one streaming route (s_streams):
-      its body, up to campaign_max_body_bytes, is not held but fed chunk
-      by chunk to a parser made when its headers arrive, which the
-      handler then reads.
+      its key is checked when its headers arrive (401/403 answered then,
+      the body never read), and its body, up to campaign_max_body_bytes,
+      is not held but fed chunk by chunk to a parser made then, which
+      the handler reads.
       Rate limit: every tenant request (not admin routes, /healthz,
       /readyz or gateway webhooks) takes a token from its tenant's bucket
       (api_rate_per_second refill, api_burst capacity; either 0: off),
@@ -1089,6 +1090,25 @@ s_self_handle_http (void *cls, struct MHD_Connection *conn, const char *url,
         pthread_mutex_unlock (&self->flight_lock);
         r->stream_ops = s_stream_route (method, url);
         if (r->stream_ops) {
+            /* a streaming body is parsed as it arrives: only for a
+               caller with a key, checked now (s_dispatch checks it again,
+               from the cache); anyone else is answered at once and the
+               body is never read */
+            rcd_api_reply_t reply = {0};
+            int64_t tenant_id = 0;
+            s_conn_t *pooled = s_pool_acquire (self);
+            int rc = pooled ? s_authenticate (self, conn, pooled->db, S_TENANT,
+                                              &tenant_id, &reply)
+                            : -1;
+            s_pool_release (self, &pooled);
+            if (rc != 0) {
+                if (!reply.status)
+                    rcd_api_reply_fail (&reply, 500, "internal_error", NULL,
+                                        "out of memory");
+                r->too_large = true; /* drop the body, as an oversize one */
+                s_count_reply (self, r, reply.status);
+                return s_queue (conn, &reply, NULL);
+            }
             r->stream = r->stream_ops->new_fn (self->config->default_country);
             if (!r->stream)
                 return MHD_NO; /* out of memory */

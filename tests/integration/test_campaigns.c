@@ -1036,9 +1036,17 @@ test_bad_input_is_named_and_stores_nothing (void **state)
     free (huge);
     assert_int_equal (s_int ("SELECT count(*) FROM campaigns", NULL, NULL),
                       campaigns);
-    /* no key, no campaign */
+    /* no key, no campaign: answered when the headers arrive, whatever
+       the body (even one that is not JSON, or over the limit) */
     rcd_test_api_expect_error (s_fx.ing.port, 401, "POST", "/v1/campaigns",
                                NULL, "{}", "unauthorized", NULL);
+    rcd_test_api_expect_error (s_fx.ing.port, 401, "POST", "/v1/campaigns",
+                               "rcd_not_a_key", "{\"audience\": [",
+                               "unauthorized", NULL);
+    rcd_test_api_expect_error (s_fx.ing.port, 403, "POST", "/v1/campaigns",
+                               ADMIN_KEY, "not json", "forbidden", NULL);
+    assert_int_equal (s_int ("SELECT count(*) FROM campaigns", NULL, NULL),
+                      campaigns);
 }
 
 /*  --- the tenant wall --- */
