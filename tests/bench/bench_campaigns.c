@@ -5,7 +5,7 @@
 
     Each run POSTs /v1/campaigns with a new campaign of CONTACTS (100 000)
     distinct contacts, each with two vars for a template of two
-    variations ({{name}}, {{code}}), one JSON body of about 7 MB sent
+    variations ({{name}}, {{code}}), one JSON body (about 7 MB for 100 000) sent
     in one request; a tenth of the contacts are also stored contacts
     (their vars and name are looked up), and 100 of them opted out.
     Then it POSTs the same body again to the same campaign, which must
@@ -103,26 +103,6 @@ s_query_int (rcd_db_t *db, const char *sql, int nparams,
     return v;
 }
 
-typedef struct {
-    char *data;
-    size_t size;
-} buffer_t;
-
-static size_t
-s_collect (char *data, size_t size, size_t nmemb, void *arg)
-{
-    buffer_t *buf = arg;
-    size_t n = size * nmemb;
-    char *grown = realloc (buf->data, buf->size + n + 1);
-    if (!grown)
-        return 0;
-    memcpy (grown + buf->size, data, n);
-    buf->size += n;
-    grown[buf->size] = 0;
-    buf->data = grown;
-    return n;
-}
-
 /*  POSTs body to path with the tenant's key; dies unless the status is
     expected. Answers the parsed body and the seconds it took. */
 static json_t *
@@ -135,12 +115,12 @@ s_post (const char *path, const char *body, size_t len, long expected,
     CURL *curl = curl_easy_init ();
     struct curl_slist *headers = curl_slist_append (NULL, auth);
     headers = curl_slist_append (headers, "Content-Type: application/json");
-    buffer_t buf = {NULL, 0};
+    bench_buffer_t buf = {NULL, 0};
     curl_easy_setopt (curl, CURLOPT_URL, url);
     curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt (curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt (curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_collect);
+    curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, bench_collect);
     curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buf);
     curl_easy_setopt (curl, CURLOPT_TIMEOUT, 300L);
     curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
@@ -168,17 +148,11 @@ static json_t *
 s_api (const char *method, const char *path, const char *key, const char *body,
        long expected)
 {
-    char url[256];
-    snprintf (url, sizeof url, "%s%s", s_api_url, path);
-    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
-    if (res.status != expected) {
-        fprintf (stderr, "%s %s: %ld %s\n", method, path, res.status,
-                 res.body ? res.body : "");
-        rcd_test_http_free (&res);
+    bool ok;
+    json_t *answer =
+        bench_api (s_api_url, method, path, key, body, expected, &ok);
+    if (!ok)
         s_die ("unexpected answer", path);
-    }
-    json_t *answer = json_loads (res.body ? res.body : "", 0, NULL);
-    rcd_test_http_free (&res);
     return answer;
 }
 
@@ -194,51 +168,14 @@ s_phone (int r, long i, char *out, size_t size)
 static void
 s_prepare (int runs)
 {
-    const char *base = getenv ("RECADO_BENCH_PG");
-    if (!base)
-        s_die ("RECADO_BENCH_PG is not set (use tests/bench/run)", NULL);
-    char admin[512];
-    snprintf (admin, sizeof admin, "%s dbname=postgres", base);
-    rcd_db_t *db = rcd_db_new (admin);
-    if (!db || !rcd_db_connected (db))
-        s_die ("cannot reach PostgreSQL", NULL);
-    if (rcd_db_script (db, "DROP DATABASE IF EXISTS " S_DB_NAME
-                           " WITH (FORCE)") != 0 ||
-        rcd_db_script (db, "CREATE DATABASE " S_DB_NAME) != 0)
-        s_die ("cannot create database", rcd_db_error (db));
-    rcd_db_destroy (&db);
-    snprintf (s_db_url, sizeof s_db_url, "%s dbname=" S_DB_NAME, base);
-    db = s_db ();
-    if (rcd_migrate_apply (db) < 0)
-        s_die ("migrations failed", rcd_db_error (db));
-    rcd_db_destroy (&db);
-
-    int port = rcd_test_free_port ();
-    snprintf (s_api_url, sizeof s_api_url, "http://127.0.0.1:%d", port);
-    static char env[7][600];
-    snprintf (env[0], sizeof env[0], "DATABASE_URL=%s", s_db_url);
-    snprintf (env[1], sizeof env[1], "RECADO_ADMIN_KEY=bench-admin");
-    snprintf (env[2], sizeof env[2], "RECADO_HTTP_PORT=%d", port);
-    /* nobody listens: events and nudges are dropped by design */
-    snprintf (env[3], sizeof env[3],
-              "RECADO_EVENTS_ENDPOINT=tcp://127.0.0.1:%d",
-              rcd_test_free_port ());
-    snprintf (env[4], sizeof env[4], "RECADO_NUDGE_ENDPOINT=tcp://127.0.0.1:%d",
-              rcd_test_free_port ());
-    snprintf (env[5], sizeof env[5], "RECADO_LOG_LEVEL=warn");
-    snprintf (env[6], sizeof env[6], "RECADO_API_RATE_PER_SECOND=0");
-    const char *envp[] = {env[0], env[1], env[2], env[3],
-                          env[4], env[5], env[6], NULL};
-    char *bin = rcd_test_bin ("recado-ingestor");
-    const char *argv[] = {bin, NULL};
-    s_ingestor = rcd_test_spawn (argv, envp, "bench-services.log");
-    free (bin);
+    const char *why =
+        bench_fresh_database (S_DB_NAME, s_db_url, sizeof s_db_url);
+    if (why)
+        s_die (why, NULL);
+    s_ingestor = bench_start_ingestor (s_db_url, "bench-admin", s_api_url,
+                                       sizeof s_api_url);
     if (s_ingestor <= 0)
-        s_die ("cannot start", "recado-ingestor");
-    char url[128];
-    snprintf (url, sizeof url, "%s/readyz", s_api_url);
-    if (!rcd_test_wait_http_ok (url, 20000))
-        s_die ("ingestor not ready", NULL);
+        s_die ("cannot start recado-ingestor", NULL);
 
     json_t *t = s_api ("POST", "/v1/tenants", "bench-admin",
                        "{\"name\":\"bench campaigns\"}", 201);
@@ -257,7 +194,7 @@ s_prepare (int runs)
                         "\"{{name}}, use o cupom {{code}} e ganhe 10%.\"]}",
                         200));
     /* stored contacts: a tenth of every run's audience, some opted out */
-    db = s_db ();
+    rcd_db_t *db = s_db ();
     char every[24], opted[24], total[24];
     snprintf (every, sizeof every, "%d", S_STORED_EVERY);
     snprintf (opted, sizeof opted, "%d", S_OPTED_EVERY);
@@ -590,10 +527,12 @@ main (int argc, char **argv)
     long expected_opted = 0;
     for (long i = 0; i < contacts; i += S_STORED_EVERY)
         expected_opted += i % S_OPTED_EVERY == 0;
+    size_t body_bytes = 0;
     for (int r = 0; r < runs; r++) {
         char name[32];
         snprintf (name, sizeof name, "campaign %d", r);
         body = s_body (name, r, contacts, &len);
+        body_bytes = len;
         double ing0 = bench_cpu_seconds (s_ingestor, NULL);
         double pg0 = bench_postgres_cpu ();
         json_t *a = s_post ("/v1/campaigns", body, len, 201, &seconds);
@@ -628,12 +567,13 @@ main (int argc, char **argv)
     }
     long rss_after = bench_peak_rss_kb (s_ingestor);
 
-    printf ("| campaign creation, %ld contacts (7 MB body), %d runs | "
+    printf ("| campaign creation, %ld contacts (%.1f MB body), %d runs | "
             "%.2f s to 201 (mean; max %.2f s); re-post adding nothing "
             "%.2f s (max %.2f s); CPU per run: ingestor %.2f s, PostgreSQL "
             "%.2f s |\n",
-            contacts, runs, first_sum / runs, first_max, again_sum / runs,
-            again_max, cpu_ing / runs, cpu_pg / runs);
+            contacts, (double)body_bytes / 1e6, runs, first_sum / runs,
+            first_max, again_sum / runs, again_max, cpu_ing / runs,
+            cpu_pg / runs);
     printf ("| ingestor peak RSS, campaign creation | %.1f MiB after the "
             "runs (%.1f MiB before the first) |\n",
             (double)rss_after / 1024.0, (double)rss_before / 1024.0);

@@ -153,3 +153,35 @@ bench_peak_rss_kb (pid_t pid)
         fclose (f);
     return kb;
 }
+
+size_t
+bench_collect (char *data, size_t size, size_t nmemb, void *arg)
+{
+    bench_buffer_t *buf = arg;
+    size_t n = size * nmemb;
+    char *grown = realloc (buf->data, buf->size + n + 1);
+    if (!grown)
+        return 0;
+    memcpy (grown + buf->size, data, n);
+    buf->size += n;
+    grown[buf->size] = 0;
+    buf->data = grown;
+    return n;
+}
+
+json_t *
+bench_api (const char *api_url, const char *method, const char *path,
+           const char *key, const char *body, long expected, bool *ok)
+{
+    char url[256];
+    snprintf (url, sizeof url, "%s%s", api_url, path);
+    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
+    *ok = res.status == expected;
+    if (!*ok)
+        fprintf (stderr, "%s %s: %ld %s\n", method, path, res.status,
+                 res.body ? res.body : "");
+    json_t *answer =
+        *ok ? json_loads (res.body ? res.body : "", 0, NULL) : NULL;
+    rcd_test_http_free (&res);
+    return answer;
+}

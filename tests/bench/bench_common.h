@@ -2,6 +2,8 @@
 #ifndef BENCH_COMMON_H_INCLUDED
 #define BENCH_COMMON_H_INCLUDED
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -34,5 +36,24 @@ bench_start_ingestor (const char *db_url, const char *admin_key, char *api_url,
 /*  Peak resident memory of a process in KiB (VmHWM), -1 when unknown. */
 long
 bench_peak_rss_kb (pid_t pid);
+
+/*  A response body being received by libcurl (bench_collect, as
+    CURLOPT_WRITEFUNCTION with the buffer as CURLOPT_WRITEDATA):
+    NUL-terminated, the caller frees data. */
+typedef struct {
+    char *data;
+    size_t size;
+} bench_buffer_t;
+
+size_t
+bench_collect (char *data, size_t size, size_t nmemb, void *arg);
+
+/*  Calls api_url + path (key as bearer, body may be NULL). *ok says
+    whether the status was expected (when not, the call and the answer
+    are printed on stderr); the answer parsed as JSON, NULL when it is
+    not JSON or the status was not expected. Caller decrefs. */
+json_t *
+bench_api (const char *api_url, const char *method, const char *path,
+           const char *key, const char *body, long expected, bool *ok);
 
 #endif

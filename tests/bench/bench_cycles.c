@@ -80,17 +80,11 @@ static json_t *
 s_api (const char *method, const char *path, const char *key, const char *body,
        long expected)
 {
-    char url[256];
-    snprintf (url, sizeof url, "%s%s", s_api_url, path);
-    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
-    if (res.status != expected) {
-        fprintf (stderr, "%s %s: %ld %s\n", method, path, res.status,
-                 res.body ? res.body : "");
-        rcd_test_http_free (&res);
+    bool ok;
+    json_t *answer =
+        bench_api (s_api_url, method, path, key, body, expected, &ok);
+    if (!ok)
         s_die ("unexpected answer", path);
-    }
-    json_t *answer = json_loads (res.body ? res.body : "", 0, NULL);
-    rcd_test_http_free (&res);
     return answer;
 }
 
@@ -163,26 +157,6 @@ typedef struct {
     int failed; /* requests without a 207 */
 } client_t;
 
-typedef struct {
-    char *data;
-    size_t size;
-} buffer_t;
-
-static size_t
-s_collect (char *data, size_t size, size_t nmemb, void *arg)
-{
-    buffer_t *buf = arg;
-    size_t n = size * nmemb;
-    char *grown = realloc (buf->data, buf->size + n + 1);
-    if (!grown)
-        return 0;
-    memcpy (grown + buf->size, data, n);
-    buf->size += n;
-    grown[buf->size] = 0;
-    buf->data = grown;
-    return n;
-}
-
 static void *
 s_client_run (void *arg)
 {
@@ -195,11 +169,11 @@ s_client_run (void *arg)
     headers = curl_slist_append (headers, auth);
     headers = curl_slist_append (headers, "Content-Type: application/json");
     for (int i = 0; curl && i < c->count; i++) {
-        buffer_t buf = {NULL, 0};
+        bench_buffer_t buf = {NULL, 0};
         curl_easy_setopt (curl, CURLOPT_URL, url);
         curl_easy_setopt (curl, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt (curl, CURLOPT_POSTFIELDS, c->bodies[i]);
-        curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, s_collect);
+        curl_easy_setopt (curl, CURLOPT_WRITEFUNCTION, bench_collect);
         curl_easy_setopt (curl, CURLOPT_WRITEDATA, &buf);
         curl_easy_setopt (curl, CURLOPT_TIMEOUT, 300L);
         curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);

@@ -182,17 +182,11 @@ static json_t *
 s_api (const char *method, const char *path, const char *key, const char *body,
        long expected)
 {
-    char url[256];
-    snprintf (url, sizeof url, "%s%s", s_api_url, path);
-    rcd_test_http_t res = rcd_test_http (method, url, key, body, NULL);
-    if (res.status != expected) {
-        fprintf (stderr, "%s %s: %ld %s\n", method, path, res.status,
-                 res.body ? res.body : "");
-        rcd_test_http_free (&res);
+    bool ok;
+    json_t *answer =
+        bench_api (s_api_url, method, path, key, body, expected, &ok);
+    if (!ok)
         s_die ("unexpected answer", path);
-    }
-    json_t *answer = json_loads (res.body ? res.body : "", 0, NULL);
-    rcd_test_http_free (&res);
     if (!answer)
         s_die ("answer is not JSON", path);
     return answer;
