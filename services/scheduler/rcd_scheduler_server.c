@@ -139,14 +139,48 @@ static const char *s_instances_sql =
     "         WHERE i.enabled) x"
     " ORDER BY id";
 
+/*  A claim candidate's columns, and the conditions that make a pending
+    message claimable now (see s_claim_sql). */
+#define S_CAND_COLS                                                            \
+    "SELECT m.id, m.tenant_id, m.campaign_id, m.to_phone, m.priority,"         \
+    "       m.send_at, m.instance_id AS prev, m.pinned,"                       \
+    "       coalesce((SELECT ct.opted_out FROM contacts ct"                    \
+    "                  WHERE ct.tenant_id = m.tenant_id"                       \
+    "                    AND ct.phone = m.to_phone), false) AS opted"          \
+    "  FROM messages m"
+#define S_CAND_DUE                                                             \
+    "   AND m.send_at <= now()"                                                \
+    "   AND (m.valid_until IS NULL OR m.valid_until > now())"                  \
+    "   AND (NOT m.pinned OR m.instance_id IN"                                 \
+    "          (SELECT instance_id FROM bi WHERE budget > 0))"                 \
+    "   AND coalesce((SELECT p.next_at FROM recipient_pacing p"                \
+    "                   WHERE p.tenant_id = m.tenant_id"                       \
+    "                     AND p.phone = m.to_phone), '-infinity')"             \
+    "       <= now()"
+/*  The claim's order: priority, then turns between streams (the n-th due
+    message of each stream before the n+1-th of any), the least recently
+    served stream first, then due time; of the rows named x. */
+#define S_FAIR "x.priority, x.turn, x.served, x.send_at, x.id"
+
 /*  One claim. $1..$3 are the usable instances with the number of
     messages each may take now (its tokens, within its caps) and whether
     that one is a circuit probe; $4 the lease, $5 the recipient interval
-    (0: no pacing), $6 the most rows to claim.
+    (0: no pacing), $6 the most rows to claim, $7/$8 the streams this
+    scheduler served and the claim round it last served each in (see
+    s_self_served; a stream not named counts as never served).
 
     Each tenant with budget and open business hours (migration 0002)
-    walks its own due work (messages_tenant_due), at most its budget plus
-    a little, so one tenant's backlog is never walked for another. A due
+    walks its own due work, at most its budget plus a little, so one
+    tenant's backlog is never walked for another. Its due work is
+    streams (migration 0011): its messages outside campaigns
+    (messages_tenant_due) and each of its scheduled or running campaigns
+    (messages_campaign_open), the least recently served first; a
+    campaign walks at most its share of the budget plus a little, and no
+    more campaigns are walked than the budget has messages. Within a
+    priority the claim takes turns between the streams (S_FAIR), so a
+    tenant's second campaign, or its low-priority messages sent one by
+    one, do not wait behind a first campaign's backlog, and across
+    tenants the pick's limit takes turns too. A due
     message whose contact has opted out is not sent: it becomes 'blocked'
     here (the opt-out itself blocks the pending messages it finds; this
     catches one inserted while it ran). The opt-out and pacing checks
@@ -172,6 +206,8 @@ static const char *s_claim_sql =
     "WITH b AS ("
     "  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])"
     "           AS b (instance_id, budget, probe)"
+    "), srv AS ("
+    "  SELECT * FROM unnest($7::bigint[], $8::bigint[]) AS s (stream, served)"
     "), bi AS ("
     "  SELECT b.instance_id, b.budget, i.tenant_id"
     "    FROM b JOIN instances i ON i.id = b.instance_id"
@@ -182,27 +218,32 @@ static const char *s_claim_sql =
     "     AND (t.business_hours IS NULL"
     "          OR rcd_business_open(t.business_hours, t.timezone, now()))"
     "   GROUP BY bi.tenant_id"
+    "), gc AS ("
+    "  SELECT g.id, g.tenant_id, bt.budget,"
+    "         row_number() OVER (PARTITION BY g.tenant_id"
+    "           ORDER BY coalesce(s.served, 0), g.id) AS pos,"
+    "         count(*) OVER (PARTITION BY g.tenant_id) AS n"
+    "    FROM bt JOIN campaigns g ON g.tenant_id = bt.tenant_id"
+    "    LEFT JOIN srv s ON s.stream = g.id"
+    "   WHERE g.state IN ('scheduled', 'running')"
     "), cand AS ("
     "  SELECT c.* FROM bt CROSS JOIN LATERAL ("
-    "    SELECT m.id, m.tenant_id, m.to_phone, m.priority, m.send_at,"
-    "           m.instance_id AS prev, m.pinned,"
-    "           coalesce((SELECT ct.opted_out FROM contacts ct"
-    "                      WHERE ct.tenant_id = m.tenant_id"
-    "                        AND ct.phone = m.to_phone), false) AS opted"
-    "      FROM messages m"
+    "    " S_CAND_COLS
     "     WHERE m.tenant_id = bt.tenant_id AND m.status = 'pending'"
-    "       AND m.send_at <= now()"
-    "       AND (m.valid_until IS NULL OR m.valid_until > now())"
-    "       AND (NOT m.pinned OR m.instance_id IN"
-    "              (SELECT instance_id FROM bi WHERE budget > 0))"
-    "       AND coalesce((SELECT p.next_at FROM recipient_pacing p"
-    "                       WHERE p.tenant_id = m.tenant_id"
-    "                         AND p.phone = m.to_phone), '-infinity')"
-    "           <= now()"
+    "       AND m.campaign_id IS NULL " S_CAND_DUE
     "     ORDER BY m.priority, m.send_at"
     "     LIMIT bt.budget + 16"
     "     FOR UPDATE OF m SKIP LOCKED"
     "  ) c"
+    "  UNION ALL"
+    "  SELECT c.* FROM gc CROSS JOIN LATERAL ("
+    "    " S_CAND_COLS
+    "     WHERE m.campaign_id = gc.id AND m.status = 'pending' " S_CAND_DUE
+    "     ORDER BY m.send_at"
+    "     LIMIT gc.budget / least(gc.n, gc.budget) + 4"
+    "     FOR UPDATE OF m SKIP LOCKED"
+    "  ) c"
+    "   WHERE gc.pos <= gc.budget"
     "), pref AS ("
     "  SELECT c.*, CASE WHEN c.pinned THEN c.prev ELSE coalesce("
     "           (SELECT ct.last_instance_id FROM contacts ct"
@@ -211,10 +252,16 @@ static const char *s_claim_sql =
     "           (SELECT bi.instance_id FROM bi"
     "             WHERE bi.instance_id = c.prev)) END AS pref"
     "    FROM cand c WHERE NOT c.opted"
+    "), turned AS ("
+    "  SELECT p.*, coalesce(s.served, 0) AS served,"
+    "         row_number() OVER (PARTITION BY p.tenant_id, p.priority,"
+    "           p.campaign_id ORDER BY p.send_at, p.id) AS turn"
+    "    FROM pref p LEFT JOIN srv s"
+    "      ON s.stream = coalesce(p.campaign_id, -p.tenant_id)"
     "), numbered AS ("
-    "  SELECT p.*, row_number() OVER (PARTITION BY p.tenant_id,"
-    "             p.pref IS NULL ORDER BY p.priority, p.send_at, p.id) AS k"
-    "    FROM pref p"
+    "  SELECT x.*, row_number() OVER (PARTITION BY x.tenant_id,"
+    "             x.pref IS NULL ORDER BY " S_FAIR ") AS k"
+    "    FROM turned x"
     "), ranges AS ("
     "  SELECT instance_id, tenant_id, sum(budget) OVER w - budget AS lo,"
     "         sum(budget) OVER w AS hi"
@@ -226,15 +273,15 @@ static const char *s_claim_sql =
     "      ON n.pref IS NULL AND r.tenant_id = n.tenant_id"
     "     AND n.k > r.lo AND n.k <= r.hi"
     "), ranked AS ("
-    "  SELECT a.*, row_number() OVER (PARTITION BY a.inst"
-    "                ORDER BY a.priority, a.send_at, a.id) AS rn,"
-    "              row_number() OVER (PARTITION BY a.tenant_id, a.to_phone"
-    "                ORDER BY a.priority, a.send_at, a.id) AS rr"
-    "    FROM assigned a WHERE a.inst IS NOT NULL"
+    "  SELECT x.*, row_number() OVER (PARTITION BY x.inst"
+    "                ORDER BY " S_FAIR ") AS rn,"
+    "              row_number() OVER (PARTITION BY x.tenant_id, x.to_phone"
+    "                ORDER BY " S_FAIR ") AS rr"
+    "    FROM assigned x WHERE x.inst IS NOT NULL"
     "), pick AS ("
-    "  SELECT r.id, r.inst FROM ranked r JOIN b ON b.instance_id = r.inst"
-    "   WHERE r.rn <= b.budget AND (r.rr = 1 OR $5::bigint = 0)"
-    "   ORDER BY r.priority, r.send_at LIMIT $6"
+    "  SELECT x.id, x.inst FROM ranked x JOIN b ON b.instance_id = x.inst"
+    "   WHERE x.rn <= b.budget AND (x.rr = 1 OR $5::bigint = 0)"
+    "   ORDER BY " S_FAIR " LIMIT $6"
     "), claimed AS ("
     "  UPDATE messages m"
     "     SET status = 'sending', attempts = m.attempts + 1,"
@@ -245,7 +292,8 @@ static const char *s_claim_sql =
     "  RETURNING m.id, m.tenant_id, m.attempts,"
     "            (extract(epoch FROM m.lease_until) * 1000)::bigint,"
     "            m.instance_id, m.to_phone, m.body, m.delay_ms, m.trace_id,"
-    "            m.parts_sent, m.part_limit"
+    "            m.parts_sent, m.part_limit,"
+    "            coalesce(m.campaign_id, -m.tenant_id)"
     "), history AS ("
     "  INSERT INTO message_history (tenant_id, message_id, status, detail)"
     "  SELECT tenant_id, id, 'sending', 'claimed, attempt ' || attempts"
@@ -327,6 +375,20 @@ typedef struct {
     char why[32]; /* unusable: the reason, "" when usable */
 } s_instance_t;
 
+/*  A stream of due work (a campaign's id, or minus a tenant's id for its
+    messages outside campaigns) and the claim round that last took from
+    it. Kept in memory only: a scheduler taking over starts with every
+    stream equal, so its first turns go in due-time order. */
+typedef struct {
+    int64_t stream;
+    int64_t round;
+} s_served_t;
+
+/*  Most streams remembered; past it the least recently served half is
+    forgotten (they count as never served, which is what they nearly
+    are). */
+#define S_SERVED_MAX 1024
+
 /*  A dispatch encoded and waiting for room on the socket. */
 typedef struct {
     char *data; /* msgpack body */
@@ -356,8 +418,12 @@ typedef struct {
     size_t ninstances;
     int64_t instances_until_ms; /* mono time the next read is due */
     char *budget_ids, *budget_n, *budget_probe; /* claim parameters */
-    uint64_t claimed_total;                     /* for the log line on exit */
-    uint64_t malformed;                         /* malformed nudge frames */
+    s_served_t *served;                         /* sorted by stream */
+    size_t nserved;
+    int64_t round;                        /* claims made */
+    char *served_streams, *served_rounds; /* claim parameters */
+    uint64_t claimed_total;               /* for the log line on exit */
+    uint64_t malformed;                   /* malformed nudge frames */
 } self_t;
 
 static void
@@ -380,6 +446,9 @@ s_self_destroy (self_t **self_p)
     free (self->budget_ids);
     free (self->budget_n);
     free (self->budget_probe);
+    free (self->served);
+    free (self->served_streams);
+    free (self->served_rounds);
     rcd_db_destroy (&self->db);
     rcd_events_destroy (&self->events);
     zpoller_destroy (&self->poller);
@@ -398,9 +467,10 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     self->pipe = pipe;
     self->cfg = cfg;
     self->queue = calloc ((size_t)cfg->claim_batch, sizeof *self->queue);
+    self->served = calloc (S_SERVED_MAX, sizeof *self->served);
     self->nudge = zsock_new (ZMQ_PULL);
     self->dispatch = zsock_new (ZMQ_PUSH);
-    if (!self->queue || !self->nudge || !self->dispatch)
+    if (!self->queue || !self->served || !self->nudge || !self->dispatch)
         goto fail;
     zsock_set_rcvhwm (self->nudge, 1000);
     zsock_set_sndhwm (self->dispatch, (int)cfg->dispatch_hwm);
@@ -695,6 +765,70 @@ cleanup:
     return total;
 }
 
+static int
+s_served_by_round_desc (const void *a, const void *b)
+{
+    int64_t x = ((const s_served_t *)a)->round;
+    int64_t y = ((const s_served_t *)b)->round;
+    return (x < y) - (x > y);
+}
+
+static int
+s_served_by_stream (const void *a, const void *b)
+{
+    int64_t x = ((const s_served_t *)a)->stream;
+    int64_t y = ((const s_served_t *)b)->stream;
+    return (x > y) - (x < y);
+}
+
+/*  Records that this round took from stream. */
+static void
+s_self_served (self_t *self, int64_t stream)
+{
+    size_t lo = 0, hi = self->nserved;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (self->served[mid].stream == stream) {
+            self->served[mid].round = self->round;
+            return;
+        }
+        if (self->served[mid].stream < stream)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (self->nserved == S_SERVED_MAX) {
+        qsort (self->served, self->nserved, sizeof *self->served,
+               s_served_by_round_desc);
+        self->nserved = S_SERVED_MAX / 2;
+        qsort (self->served, self->nserved, sizeof *self->served,
+               s_served_by_stream);
+        s_self_served (self, stream);
+        return;
+    }
+    memmove (&self->served[lo + 1], &self->served[lo],
+             (self->nserved - lo) * sizeof *self->served);
+    self->served[lo] = (s_served_t){.stream = stream, .round = self->round};
+    self->nserved++;
+}
+
+/*  Builds the claim's served arrays. Returns 0, or -1 when out of
+    memory. */
+static int
+s_self_served_params (self_t *self)
+{
+    int64_t streams[S_SERVED_MAX], rounds[S_SERVED_MAX];
+    for (size_t i = 0; i < self->nserved; i++) {
+        streams[i] = self->served[i].stream;
+        rounds[i] = self->served[i].round;
+    }
+    free (self->served_streams);
+    free (self->served_rounds);
+    self->served_streams = rcd_db_int64_array (streams, self->nserved);
+    self->served_rounds = rcd_db_int64_array (rounds, self->nserved);
+    return self->served_streams && self->served_rounds ? 0 : -1;
+}
+
 /*  Claims one batch within the instances' budgets and queues its frames.
     Returns the number claimed, or -1 on a database error. */
 static int
@@ -710,16 +844,24 @@ s_self_claim_batch (self_t *self)
     int64_t total = s_self_budgets (self);
     if (total <= 0)
         return 0; /* nothing may go now: not an error */
+    if (s_self_served_params (self) != 0)
+        return -1;
     char limit[24], lease[24], interval[24];
     snprintf (limit, sizeof limit, "%lld", (long long)self->cfg->claim_batch);
     snprintf (lease, sizeof lease, "%lld", (long long)self->cfg->lease_ms);
     snprintf (interval, sizeof interval, "%lld",
               (long long)self->cfg->recipient_interval_ms);
-    const char *params[] = {self->budget_ids,   self->budget_n,
-                            self->budget_probe, lease,
-                            interval,           limit};
+    const char *params[] = {self->budget_ids,
+                            self->budget_n,
+                            self->budget_probe,
+                            lease,
+                            interval,
+                            limit,
+                            self->served_streams,
+                            self->served_rounds};
     rcd_db_res_t *res = NULL;
-    if (rcd_db_run (self->db, "claim", 6, params, &res) != 0) {
+    self->round++;
+    if (rcd_db_run (self->db, "claim", 8, params, &res) != 0) {
         rcd_log_error ("claim failed", "{s:s, s:s}", "error",
                        rcd_db_error (self->db), "sqlstate",
                        rcd_db_sqlstate (self->db));
@@ -740,6 +882,7 @@ s_self_claim_batch (self_t *self)
             .parts_sent = (uint32_t)rcd_db_res_int64 (res, r, 9),
             .part_limit = (uint32_t)rcd_db_res_int64 (res, r, 10),
         };
+        s_self_served (self, rcd_db_res_int64 (res, r, 11));
         /* the ingestor stores only well-formed ids and the column's
            CHECK only their length (migration 0008); a malformed one
            goes as none: the message must still go, and a frame that

@@ -66,6 +66,13 @@
 #define F_BOUND_A_MS                                                           \
     (F_BOUND_B_MS + F_BURST_MS + F_A_PER_ROUND * 1000 / F_RATE_A)
 #define F_WAIT_MS 90000
+/*  The turns case: two campaigns of R_CONTACTS and R_DIRECT low-priority
+    messages of one tenant through one number at R_RATE a second. */
+#define R_CONTACTS  400
+#define R_DIRECT    200
+#define R_RATE      100
+#define R_WINDOW    300
+#define R_SHARE_MIN 70
 /*  B's message i is rcd_test_pipeline_messages index F_B_BASE + i, A's
     F_A_BASE + i: numbers apart from the campaign's [0, F_CONTACTS). */
 #define F_B_BASE 200000
@@ -120,24 +127,25 @@ s_campaign_reached (void *arg)
     return s_campaign_count (c, "'sent', 'delivered', 'read'") >= c->target;
 }
 
-/*  The campaign's body: contacts i in [0, F_CONTACTS), phone
+/*  A campaign's body: contacts i in [first, first + count), phone
     +<rcd_test_pipeline_digits(i)>, var name "C<i>". Caller frees. */
 static char *
-s_campaign_body (void)
+s_campaign_body (const char *name, int first, int count)
 {
-    size_t cap = (size_t)F_CONTACTS * 64 + 256, len = 0;
+    size_t cap = (size_t)count * 64 + 256, len = 0;
     char *body = malloc (cap);
     assert_non_null (body);
     len += (size_t)snprintf (body, cap,
-                             "{\"name\":\"big\",\"template\":\"promo\","
-                             "\"audience\":[");
-    for (int i = 0; i < F_CONTACTS; i++) {
+                             "{\"name\":\"%s\",\"template\":\"promo\","
+                             "\"audience\":[",
+                             name);
+    for (int i = first; i < first + count; i++) {
         char digits[32];
         rcd_test_pipeline_digits (i, digits, sizeof digits);
         len += (size_t)snprintf (body + len, cap - len,
                                  "%s{\"phone\":\"+%s\",\"vars\":{"
                                  "\"name\":\"C%d\"}}",
-                                 i ? "," : "", digits, i);
+                                 i > first ? "," : "", digits, i);
     }
     snprintf (body + len, cap - len, "]}");
     return body;
@@ -197,7 +205,7 @@ test_campaign_does_not_delay_reminders (void **state)
                                       "{\"variations\":[\"Offer for "
                                       "{{name}}\"]}"));
 
-    char *body = s_campaign_body ();
+    char *body = s_campaign_body ("big", 0, F_CONTACTS);
     json_t *created = rcd_test_api_expect (port, 201, "POST", "/v1/campaigns",
                                            c->key_a, body);
     free (body);
@@ -309,11 +317,136 @@ test_campaign_does_not_delay_reminders (void **state)
     rcd_test_pipeline_passed (c->p);
 }
 
+/*  The number of claims (history 'sending' rows) after history row mark,
+    the first limit of them, that took from campaign (NULL: outside
+    campaigns). */
+static long long
+s_claims_from (s_case_t *c, long long mark, const char *campaign, int limit)
+{
+    char m[24], l[24];
+    snprintf (m, sizeof m, "%lld", mark);
+    snprintf (l, sizeof l, "%d", limit);
+    const char *params[] = {m, l, campaign};
+    return rcd_test_sql_int (
+        rcd_test_pipeline_db (c->p),
+        "SELECT count(*) FROM (SELECT m.campaign_id FROM message_history h"
+        "  JOIN messages m ON m.id = h.message_id"
+        " WHERE h.status = 'sending' AND h.id > $1::bigint"
+        " ORDER BY h.id LIMIT $2::int) s"
+        " WHERE s.campaign_id IS NOT DISTINCT FROM $3::bigint",
+        3, params);
+}
+
+typedef struct {
+    s_case_t *c;
+    long long mark;
+} s_window_t;
+
+static bool
+s_window_claimed (void *arg)
+{
+    s_window_t *w = arg;
+    char m[24];
+    snprintf (m, sizeof m, "%lld", w->mark);
+    return s_sql_int (w->c,
+                      "SELECT count(*) FROM message_history"
+                      " WHERE status = 'sending' AND id > $1::bigint",
+                      m) >= R_WINDOW;
+}
+
+/*  Posts campaign name of count contacts from first; answers its id. */
+static long long
+s_post_campaign (s_case_t *c, const char *name, int first, int count)
+{
+    char *body = s_campaign_body (name, first, count);
+    json_t *created =
+        rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 201, "POST",
+                             "/v1/campaigns", c->key_a, body);
+    free (body);
+    assert_int_equal (
+        json_integer_value (json_object_get (created, "accepted")), count);
+    long long id = json_integer_value (json_object_get (created, "id"));
+    assert_true (id > 0);
+    json_decref (created);
+    return id;
+}
+
+/*  One tenant, one number, two campaigns posted one after the other and
+    low-priority messages of its own: once all three are queued, the
+    claims take turns between them (R_WINDOW claims, each of the three
+    streams at least R_SHARE_MIN of them: a third each, give or take a
+    claim batch), instead of draining the first campaign before the
+    second starts. Then everything is sent, each contact once. */
+static void
+test_campaigns_of_a_tenant_take_turns (void **state)
+{
+    s_case_t *c = calloc (1, sizeof *c);
+    assert_non_null (c);
+    *state = c;
+    rcd_test_pipeline_opts_t opts = {.name = "turns", .env = s_env};
+    c->p = rcd_test_pipeline_new (&opts);
+    int port = rcd_test_pipeline_api_port (c->p);
+    c->key_a = rcd_test_pipeline_tenant (c->p, "turns");
+    rcd_test_pipeline_evolution (c->p, c->key_a, "t_evo", R_RATE);
+    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
+                                      c->key_a,
+                                      "{\"variations\":[\"Offer for "
+                                      "{{name}}\"]}"));
+
+    long long first = s_post_campaign (c, "first", 0, R_CONTACTS);
+    long long second = s_post_campaign (c, "second", R_CONTACTS, R_CONTACTS);
+    json_t *low =
+        rcd_test_pipeline_messages (2 * R_CONTACTS, R_DIRECT, "Low", NULL);
+    for (size_t k = 0; k < json_array_size (low); k++)
+        json_object_set_new (json_array_get (low, k), "priority",
+                             json_string ("low"));
+    assert_int_equal (rcd_test_pipeline_submit (c->p, c->key_a, low), R_DIRECT);
+    s_window_t w = {
+        .c = c,
+        .mark = s_sql_int (
+            c, "SELECT coalesce(max(id), 0) FROM message_history", NULL),
+    };
+    /* the first campaign still has more than the window's share left */
+    char id[24];
+    snprintf (id, sizeof id, "%lld", first);
+    assert_true (s_sql_int (c,
+                            "SELECT count(*) FROM messages"
+                            " WHERE campaign_id = $1::bigint"
+                            "   AND status = 'pending'",
+                            id) > R_WINDOW);
+    if (!rcd_test_wait_until (s_window_claimed, &w, F_WAIT_MS))
+        fail_msg ("fewer than %d claims", R_WINDOW);
+    char second_id[24];
+    snprintf (second_id, sizeof second_id, "%lld", second);
+    long long n_first = s_claims_from (c, w.mark, id, R_WINDOW);
+    long long n_second = s_claims_from (c, w.mark, second_id, R_WINDOW);
+    long long n_low = s_claims_from (c, w.mark, NULL, R_WINDOW);
+    fprintf (stderr,
+             "  of %d claims: first campaign %lld, second %lld,"
+             " outside campaigns %lld\n",
+             R_WINDOW, n_first, n_second, n_low);
+    assert_int_equal (n_first + n_second + n_low, R_WINDOW);
+    assert_true (n_first >= R_SHARE_MIN);
+    assert_true (n_second >= R_SHARE_MIN);
+    assert_true (n_low >= R_SHARE_MIN);
+
+    if (!rcd_test_pipeline_wait_settled (c->p, F_WAIT_MS))
+        fail_msg ("messages not settled");
+    long long total = 2 * R_CONTACTS + R_DIRECT;
+    assert_int_equal (rcd_test_pipeline_count (c->p, "sent"), total);
+    rcd_gwsim_t *sim = rcd_test_pipeline_sim (c->p);
+    assert_int_equal (rcd_gwsim_duplicates (sim), 0);
+    assert_int_equal (rcd_gwsim_total (sim), (size_t)total);
+    rcd_test_pipeline_passed (c->p);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown (test_campaign_does_not_delay_reminders,
+                                   teardown),
+        cmocka_unit_test_teardown (test_campaigns_of_a_tenant_take_turns,
                                    teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
