@@ -686,6 +686,110 @@ test_a_failed_message_replayed_while_paused_stays_held (void **state)
     assert_int_equal (s_messages (id, "pending"), 3);
 }
 
+/*  A dead letter of a completed campaign replayed: the campaign is
+    running again (the claim walks only scheduled and running campaigns,
+    so it would otherwise never be sent), and completed again once the
+    message is sent. */
+static void
+test_a_replay_reopens_a_completed_campaign (void **state)
+{
+    (void)state;
+    char *body = s_audience_body ("reopen", 3100, 2, NULL);
+    json_t *a = s_post (s_fx.key_a, body, 201);
+    free (body);
+    long long id = s_id_of (a);
+    json_decref (a);
+    s_claim (id, 2);
+    s_outcome (id, 1, "sent");
+    s_outcome (id, 1, "failed");
+    char c[24], t[24], f[24];
+    snprintf (c, sizeof c, "%lld", id);
+    snprintf (t, sizeof t, "%lld", s_fx.tenant_a);
+    assert_int_equal (
+        s_int ("SELECT rcd_campaign_complete($1::bigint)::int", c, NULL), 1);
+    s_assert_state (id, "completed");
+    snprintf (f, sizeof f, "%lld",
+              s_int ("SELECT id FROM messages WHERE campaign_id = $1::bigint"
+                     "   AND status = 'failed'",
+                     c, NULL));
+    long long dl = s_int ("INSERT INTO dead_letters (tenant_id, message_id,"
+                          " reason, attempts) VALUES ($1::bigint, $2::bigint,"
+                          " 'test', 1) RETURNING id",
+                          t, f);
+    char replay[64];
+    snprintf (replay, sizeof replay, "{\"ids\":[%lld]}", dl);
+    a = s_expect (200, "POST", "/v1/dead-letters/replay", s_fx.key_a, replay);
+    assert_int_equal (s_member (a, "replayed"), 1);
+    json_decref (a);
+    s_assert_state (id, "running");
+    assert_int_equal (s_messages (id, "pending"), 1);
+    assert_int_equal (s_int ("SELECT count(*) FROM campaigns"
+                             " WHERE id = $1::bigint AND completed_at IS NULL"
+                             "   AND sent_messages IS NULL",
+                             c, NULL),
+                      1);
+    assert_int_equal (
+        s_int ("SELECT rcd_campaign_complete($1::bigint)::int", c, NULL), 0);
+    s_claim (id, 1);
+    s_outcome (id, 1, "sent");
+    assert_int_equal (
+        s_int ("SELECT rcd_campaign_complete($1::bigint)::int", c, NULL), 1);
+    s_assert_state (id, "completed");
+    assert_int_equal (s_int ("SELECT sent_messages FROM campaigns"
+                             " WHERE id = $1::bigint",
+                             c, NULL),
+                      2);
+}
+
+/*  An opt-out blocks the contact's messages in every open campaign of
+    the tenant (running, scheduled, paused) and outside campaigns, and
+    nothing of another contact or of a campaign already finished with
+    it. */
+static void
+test_an_opt_out_blocks_the_contact_in_every_open_campaign (void **state)
+{
+    (void)state;
+    /* the same three contacts in a running, a scheduled and a paused
+       campaign */
+    long long ids[3];
+    static const char *const names[] = {"optrun", "optlater", "optheld"};
+    for (int k = 0; k < 3; k++) {
+        char *body = s_audience_body (
+            names[k], 3200, 3,
+            k == 1 ? "\"send_at\":\"2099-01-01T00:00:00Z\"" : NULL);
+        json_t *a = s_post (s_fx.key_a, body, 201);
+        free (body);
+        ids[k] = s_id_of (a);
+        json_decref (a);
+    }
+    s_assert_state (ids[0], "running");
+    s_assert_state (ids[1], "scheduled");
+    json_decref (s_change (ids[2], "pause", s_fx.key_a, 200));
+    json_decref (s_expect (202, "POST", "/v1/messages", s_fx.key_a,
+                           "{\"to\":\"+5511900003201\",\"text\":\"hi\"}"));
+    json_decref (s_expect (200, "POST", "/v1/contacts/%2B5511900003201/opt-out",
+                           s_fx.key_a, NULL));
+    for (int k = 0; k < 3; k++) {
+        char c[24];
+        snprintf (c, sizeof c, "%lld", ids[k]);
+        assert_int_equal (s_int ("SELECT count(*) FROM messages"
+                                 " WHERE campaign_id = $1::bigint"
+                                 "   AND to_phone = '+5511900003201'"
+                                 "   AND status = 'blocked'",
+                                 c, NULL),
+                          1);
+        assert_int_equal (s_messages (ids[k], "blocked"), 1);
+        assert_int_equal (s_messages (ids[k], k == 2 ? "paused" : "pending"),
+                          2);
+    }
+    assert_int_equal (s_int ("SELECT count(*) FROM messages"
+                             " WHERE campaign_id IS NULL"
+                             "   AND to_phone = '+5511900003201'"
+                             "   AND status = 'blocked'",
+                             NULL, NULL),
+                      1);
+}
+
 /*  --- progress --- */
 
 static void
@@ -1108,6 +1212,9 @@ main (void)
         cmocka_unit_test (test_pause_resume_and_cancel_move_exact_counts),
         cmocka_unit_test (
             test_a_failed_message_replayed_while_paused_stays_held),
+        cmocka_unit_test (test_a_replay_reopens_a_completed_campaign),
+        cmocka_unit_test (
+            test_an_opt_out_blocks_the_contact_in_every_open_campaign),
         cmocka_unit_test (test_get_shows_counts_rates_and_the_time_to_finish),
         cmocka_unit_test (
             test_an_empty_audience_is_a_draft_until_contacts_come),
