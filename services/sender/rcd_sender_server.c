@@ -334,14 +334,21 @@ static const char *s_sql_unknown =
     "SELECT count(*) FROM u";
 
 /*  One part of a long text accepted, more to come: the progress a retry
-    resumes from, written (and committed) before the next part is sent.
-    Returns the "id:attempt" pairs written, so only their next parts go. */
+    resumes from, written (and committed) before the next part is sent,
+    and the part's gateway id, so its receipts find the message
+    (migration 0012). Returns the "id:attempt" pairs written, so only
+    their next parts go. */
 static const char *s_sql_part =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
-    "                                $4::int[], $5::int[], $6::text[])"
-    "             AS v (id, tenant_id, attempt, parts, part_limit, detail)),"
+    "                                $4::int[], $5::int[], $6::text[],"
+    "                                $7::text[])"
+    "             AS v (id, tenant_id, attempt, parts, part_limit, detail,"
+    "                   pmid)),"
     " u AS (UPDATE messages m"
     "          SET parts_sent = v.parts, part_limit = v.part_limit,"
+    "              part_ids = CASE WHEN coalesce(v.pmid, '') = ''"
+    "                              THEN m.part_ids"
+    "                              ELSE array_append(m.part_ids, v.pmid) END,"
     "              updated_at = now()"
     "         FROM v" S_FENCE "   AND m.parts_sent < v.parts"
     "       RETURNING m.id, m.tenant_id, m.attempts, v.detail),"
@@ -925,8 +932,10 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         plimit[n] = o->part_limit;
         n++;
         int e = 0;
-        if (kind == S_OUT_PART)
+        if (kind == S_OUT_PART) {
             e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
+            e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->pmid);
+        }
         else if (kind == S_OUT_SENT) {
             e |= rcd_db_text_array_append (&t1, &t1_len, &t1_cap, o->pmid);
             e |= rcd_db_text_array_append (&t2, &t2_len, &t2_cap, o->detail);
@@ -953,6 +962,7 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         params[nparams++] = a_parts;
         params[nparams++] = a_plimit;
         params[nparams++] = t2;
+        params[nparams++] = t1;
     }
     else if (kind == S_OUT_SENT) {
         params[nparams++] = t1;

@@ -404,6 +404,83 @@ test_receipts_before_the_send_is_recorded_are_rematched (void **state)
     rcd_test_pipeline_passed (c->p);
 }
 
+/*  Texts of S_LONG_CHARS characters, S_LONG_PER_GW to each gateway: each
+    goes as 4 parts of at most 1 000 (the sender's part_max_chars). */
+#define S_LONG_PER_GW 5
+#define S_LONG_CHARS  3500
+#define S_LONG_PARTS  4
+
+static bool
+s_long_read (void *arg)
+{
+    s_case_t *c = arg;
+    return s_sql_int (c, "SELECT count(*) FROM messages"
+                         " WHERE status = 'read'") == 2 * S_LONG_PER_GW;
+}
+
+/*  The gateway sends an echo and receipts for every part of a long text
+    (Evolution: the echo and three receipts; Meta: three statuses). The
+    earlier parts' events find their message through part_ids (migration
+    0012) and are recorded 'part', moving nothing; none is left
+    unmatched for recovery to try again for ten minutes; the last part's
+    move the message to 'read'. */
+static void
+test_events_of_earlier_parts_find_their_message (void **state)
+{
+    static const char *const quick_parts[] = {"RECADO_PARTS_DELAY_MS=50", NULL};
+    s_case_t *c = s_case_new (state, "wh_parts", NULL, quick_parts);
+    json_t *items = rcd_test_pipeline_messages (0, S_LONG_PER_GW, "l", S_EVO);
+    json_t *meta =
+        rcd_test_pipeline_messages (S_PER_GW, S_LONG_PER_GW, "l", S_META);
+    json_array_extend (items, meta);
+    json_decref (meta);
+    for (size_t k = 0; k < json_array_size (items); k++) {
+        char text[S_LONG_CHARS + 1];
+        size_t len = (size_t)snprintf (text, sizeof text, "Aviso %zu:", k);
+        while (len + 8 <= S_LONG_CHARS)
+            len += (size_t)snprintf (text + len, sizeof text - len, " parte");
+        while (len < S_LONG_CHARS)
+            text[len++] = '.';
+        text[len] = 0;
+        json_object_set_new (json_array_get (items, k), "text",
+                             json_string (text));
+    }
+    assert_int_equal (rcd_test_pipeline_submit (c->p, c->key, items),
+                      2 * S_LONG_PER_GW);
+    if (!rcd_test_wait_until (s_long_read, c, S_WAIT_MS)) {
+        rcd_test_pipeline_print_counts (c->p, "not all read");
+        fail_msg ("long texts not all read");
+    }
+    if (!rcd_test_wait_until (s_quiet, c, S_WAIT_MS))
+        fail_msg ("events left unmatched: %lld",
+                  s_sql_int (c, "SELECT count(*) FROM webhook_events"
+                                " WHERE outcome = 'unmatched'"));
+    assert_int_equal (rcd_gwsim_total (c->sim),
+                      (size_t)(2 * S_LONG_PER_GW * S_LONG_PARTS));
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM messages"
+                                    " WHERE cardinality(part_ids) = 3"
+                                    "   AND parts_sent = 4"
+                                    "   AND NOT provider_message_id"
+                                    "           = ANY (part_ids)"),
+                      2 * S_LONG_PER_GW);
+    /* every earlier part's events, pointing at their own message */
+    long long parts = s_sql_int (c, "SELECT count(*) FROM webhook_events w"
+                                    " JOIN messages m ON m.id = w.message_id"
+                                    " WHERE w.outcome = 'part'"
+                                    "   AND w.provider_message_id"
+                                    "       = ANY (m.part_ids)");
+    fprintf (stderr, "  events of earlier parts: %lld\n", parts);
+    assert_int_equal (parts, S_LONG_PER_GW * (S_LONG_PARTS - 1) * (4 + 3));
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM webhook_events"
+                                    " WHERE outcome = 'part'"),
+                      parts);
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM webhook_events"
+                                    " WHERE outcome NOT IN ('applied',"
+                                    "   'settled', 'stale', 'known', 'part')"),
+                      0);
+    rcd_test_pipeline_passed (c->p);
+}
+
 int
 main (void)
 {
@@ -414,6 +491,8 @@ main (void)
             test_unknown_outcomes_are_settled_by_echo_or_receipt, teardown),
         cmocka_unit_test_teardown (
             test_receipts_before_the_send_is_recorded_are_rematched, teardown),
+        cmocka_unit_test_teardown (
+            test_events_of_earlier_parts_find_their_message, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
