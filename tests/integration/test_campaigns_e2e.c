@@ -1,9 +1,17 @@
-/*  test_campaign_fairness - a large campaign does not delay anyone's
-    reminders beyond a claim cycle (issue 7), through the real processes
+/*  test_campaigns_e2e - campaigns through the real processes
     (rcd_test_pipeline: scheduler, sender, recovery and ingestor as
-    processes, the gateway simulator in process).
+    processes, the gateway simulator in process), issue 7:
 
-    Tenant A posts a campaign of F_CONTACTS contacts (low priority, the
+      fairness  a large campaign does not delay anyone's reminders beyond
+                a claim cycle (below);
+      turns     the claims take turns between a tenant's campaigns and
+                its other low-priority messages
+                (test_campaigns_of_a_tenant_take_turns);
+      control   pause, resume and cancel while the campaign is being
+                sent, with exact counts after each
+                (test_pause_resume_and_cancel_mid_run).
+
+    Fairness: tenant A posts a campaign of F_CONTACTS contacts (low priority, the
     default) to its own Evolution instance at F_RATE_A messages a second,
     so it drains for about F_CONTACTS / F_RATE_A seconds. While it drains,
     at F_ROUNDS points of its progress (polled, not slept for), tenant B
@@ -46,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -440,6 +449,158 @@ test_campaigns_of_a_tenant_take_turns (void **state)
     rcd_test_pipeline_passed (c->p);
 }
 
+/*  The control case: C_CONTACTS contacts at C_RATE a second. */
+#define C_CONTACTS 1500
+#define C_RATE     150
+#define C_STEP     300 /* sent before each change */
+
+static long long
+s_count_of (s_case_t *c, const char *status)
+{
+    char id[24];
+    snprintf (id, sizeof id, "%lld", c->campaign);
+    const char *params[] = {id, status};
+    return rcd_test_sql_int (rcd_test_pipeline_db (c->p),
+                             "SELECT count(*) FROM messages"
+                             " WHERE campaign_id = $1::bigint"
+                             "   AND status = $2::text",
+                             2, params);
+}
+
+static bool
+s_none_in_flight (void *arg)
+{
+    s_case_t *c = arg;
+    return s_count_of (c, "sending") == 0 && s_count_of (c, "pending") == 0;
+}
+
+/*  POST /v1/campaigns/{id}/<action>; answers the campaign. */
+static json_t *
+s_change (s_case_t *c, const char *action)
+{
+    char path[96];
+    snprintf (path, sizeof path, "/v1/campaigns/%lld/%s", c->campaign, action);
+    return rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 200, "POST",
+                                path, c->key_a, NULL);
+}
+
+/*  The campaign as GET answers it: its counts match the simulator's
+    sends (sent) and the database (each status), and sent + open +
+    cancelled is every contact. Answers sent. */
+static long long
+s_check_counts (s_case_t *c, const char *state)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/v1/campaigns/%lld", c->campaign);
+    json_t *got = rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 200,
+                                       "GET", path, c->key_a, NULL);
+    assert_non_null (rcd_test_str (got, "state"));
+    assert_string_equal (rcd_test_str (got, "state"), state);
+    json_t *counts = json_object_get (got, "counts");
+    static const char *const statuses[] = {"pending", "paused",    "sending",
+                                           "sent",    "cancelled", "failed"};
+    long long sum = 0;
+    for (size_t k = 0; k < sizeof statuses / sizeof *statuses; k++) {
+        long long n =
+            json_integer_value (json_object_get (counts, statuses[k]));
+        assert_int_equal (n, s_count_of (c, statuses[k]));
+        sum += n;
+    }
+    assert_int_equal (sum, C_CONTACTS);
+    long long sent = json_integer_value (json_object_get (got, "sent"));
+    json_decref (got);
+    assert_int_equal (sent, s_count_of (c, "sent"));
+    rcd_gwsim_t *sim = rcd_test_pipeline_sim (c->p);
+    assert_int_equal (rcd_gwsim_total (sim), (size_t)sent);
+    assert_int_equal (rcd_gwsim_duplicates (sim), 0);
+    return sent;
+}
+
+/*  Pause while the campaign is being sent: nothing more is claimed,
+    what was leased finishes, the rest is held (paused); nothing reaches
+    the gateway while paused. Resume: it continues where it stopped.
+    Cancel: the rest is cancelled, what was leased finishes. After each,
+    the counts by status add up to the audience and the simulator saw
+    exactly the sent ones, each once. */
+static void
+test_pause_resume_and_cancel_mid_run (void **state)
+{
+    s_case_t *c = calloc (1, sizeof *c);
+    assert_non_null (c);
+    *state = c;
+    rcd_test_pipeline_opts_t opts = {.name = "control", .env = s_env};
+    c->p = rcd_test_pipeline_new (&opts);
+    int port = rcd_test_pipeline_api_port (c->p);
+    c->key_a = rcd_test_pipeline_tenant (c->p, "control");
+    rcd_test_pipeline_evolution (c->p, c->key_a, "c_evo", C_RATE);
+    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
+                                      c->key_a,
+                                      "{\"variations\":[\"Offer for "
+                                      "{{name}}\"]}"));
+    c->campaign = s_post_campaign (c, "control", 0, C_CONTACTS);
+
+    /* pause mid-run */
+    c->target = C_STEP;
+    if (!rcd_test_wait_until (s_campaign_reached, c, F_WAIT_MS))
+        fail_msg ("campaign did not reach %d sent", C_STEP);
+    json_t *a = s_change (c, "pause");
+    assert_string_equal (rcd_test_str (a, "state"), "paused");
+    json_decref (a);
+    if (!rcd_test_wait_until (s_none_in_flight, c, F_WAIT_MS))
+        fail_msg ("leased messages did not finish");
+    long long sent = s_check_counts (c, "paused");
+    assert_true (sent >= C_STEP && sent < C_CONTACTS);
+    assert_int_equal (s_count_of (c, "paused"), C_CONTACTS - sent);
+    /* a second later, still nothing more reached the gateway: at C_RATE
+       that would have been C_RATE sends */
+    usleep (1000 * 1000);
+    assert_int_equal (rcd_gwsim_total (rcd_test_pipeline_sim (c->p)),
+                      (size_t)sent);
+    assert_int_equal (s_check_counts (c, "paused"), sent);
+    fprintf (stderr, "  paused at %lld sent\n", sent);
+
+    /* resume, then cancel mid-run */
+    a = s_change (c, "resume");
+    assert_string_equal (rcd_test_str (a, "state"), "running");
+    json_decref (a);
+    c->target = sent + C_STEP;
+    if (!rcd_test_wait_until (s_campaign_reached, c, F_WAIT_MS))
+        fail_msg ("campaign did not resume");
+    a = s_change (c, "cancel");
+    assert_string_equal (rcd_test_str (a, "state"), "cancelled");
+    json_decref (a);
+    if (!rcd_test_wait_until (s_none_in_flight, c, F_WAIT_MS))
+        fail_msg ("leased messages did not finish");
+    long long total = s_check_counts (c, "cancelled");
+    assert_true (total >= sent + C_STEP && total < C_CONTACTS);
+    assert_int_equal (s_count_of (c, "cancelled"), C_CONTACTS - total);
+    assert_int_equal (s_count_of (c, "paused"), 0);
+    fprintf (stderr, "  cancelled at %lld sent, %lld cancelled\n", total,
+             C_CONTACTS - total);
+    /* each contact sent reached the gateway once, the others never */
+    rcd_gwsim_t *sim = rcd_test_pipeline_sim (c->p);
+    char id[24];
+    snprintf (id, sizeof id, "%lld", c->campaign);
+    long long checked = 0;
+    for (int i = 0; i < C_CONTACTS; i++) {
+        char digits[32], text[32], phone[40];
+        rcd_test_pipeline_digits (i, digits, sizeof digits);
+        snprintf (text, sizeof text, "Offer for C%d", i);
+        snprintf (phone, sizeof phone, "+%s", digits);
+        const char *p2[] = {id, phone};
+        long long was_sent = rcd_test_sql_int (
+            rcd_test_pipeline_db (c->p),
+            "SELECT count(*) FROM messages WHERE campaign_id = $1::bigint"
+            "   AND to_phone = $2 AND status = 'sent'",
+            2, p2);
+        if (rcd_gwsim_count (sim, "c_evo", digits, text) != (size_t)was_sent)
+            fail_msg ("contact %d: simulator and database disagree", i);
+        checked += was_sent;
+    }
+    assert_int_equal (checked, total);
+    rcd_test_pipeline_passed (c->p);
+}
+
 int
 main (void)
 {
@@ -447,6 +608,8 @@ main (void)
         cmocka_unit_test_teardown (test_campaign_does_not_delay_reminders,
                                    teardown),
         cmocka_unit_test_teardown (test_campaigns_of_a_tenant_take_turns,
+                                   teardown),
+        cmocka_unit_test_teardown (test_pause_resume_and_cancel_mid_run,
                                    teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
