@@ -232,6 +232,31 @@ s_outcome (long long id, int n, const char *status)
         3, params));
 }
 
+/*  A dead letter for the first failed message of campaign id, replayed
+    through the API; answers how many the replay requeued. */
+static long long
+s_replay_failed (long long id)
+{
+    char c[24], t[24], f[24];
+    snprintf (c, sizeof c, "%lld", id);
+    snprintf (t, sizeof t, "%lld", s_fx.tenant_a);
+    snprintf (f, sizeof f, "%lld",
+              s_int ("SELECT min(id) FROM messages"
+                     " WHERE campaign_id = $1::bigint AND status = 'failed'",
+                     c, NULL));
+    long long dl = s_int ("INSERT INTO dead_letters (tenant_id, message_id,"
+                          " reason, attempts) VALUES ($1::bigint, $2::bigint,"
+                          " 'test', 1) RETURNING id",
+                          t, f);
+    char replay[64];
+    snprintf (replay, sizeof replay, "{\"ids\":[%lld]}", dl);
+    json_t *a =
+        s_expect (200, "POST", "/v1/dead-letters/replay", s_fx.key_a, replay);
+    long long replayed = s_member (a, "replayed");
+    json_decref (a);
+    return replayed;
+}
+
 static int
 s_setup (void **state)
 {
@@ -623,22 +648,7 @@ test_pause_resume_and_cancel_move_exact_counts (void **state)
     assert_int_equal (s_messages (id, "pending"), 0);
     assert_int_equal (s_messages (id, "cancelled"), 38);
     /* a dead letter of a cancelled campaign is not replayed */
-    long long failed = s_int ("SELECT min(id) FROM messages"
-                              " WHERE campaign_id = $1::bigint"
-                              "   AND status = 'failed'",
-                              c, NULL);
-    char f[24], t[24];
-    snprintf (f, sizeof f, "%lld", failed);
-    snprintf (t, sizeof t, "%lld", s_fx.tenant_a);
-    long long dl = s_int ("INSERT INTO dead_letters (tenant_id, message_id,"
-                          " reason, attempts) VALUES ($1::bigint, $2::bigint,"
-                          " 'test', 1) RETURNING id",
-                          t, f);
-    char replay[64];
-    snprintf (replay, sizeof replay, "{\"ids\":[%lld]}", dl);
-    a = s_expect (200, "POST", "/v1/dead-letters/replay", s_fx.key_a, replay);
-    assert_int_equal (s_member (a, "replayed"), 0);
-    json_decref (a);
+    assert_int_equal (s_replay_failed (id), 0);
     assert_int_equal (s_messages (id, "failed"), 2);
     s_assert_counts_match (id);
 
@@ -665,22 +675,7 @@ test_a_failed_message_replayed_while_paused_stays_held (void **state)
     s_claim (id, 1);
     s_outcome (id, 1, "failed");
     json_decref (s_change (id, "pause", s_fx.key_a, 200));
-    char c[24], t[24], f[24];
-    snprintf (c, sizeof c, "%lld", id);
-    snprintf (t, sizeof t, "%lld", s_fx.tenant_a);
-    snprintf (f, sizeof f, "%lld",
-              s_int ("SELECT id FROM messages WHERE campaign_id = $1::bigint"
-                     "   AND status = 'failed'",
-                     c, NULL));
-    long long dl = s_int ("INSERT INTO dead_letters (tenant_id, message_id,"
-                          " reason, attempts) VALUES ($1::bigint, $2::bigint,"
-                          " 'test', 1) RETURNING id",
-                          t, f);
-    char replay[64];
-    snprintf (replay, sizeof replay, "{\"ids\":[%lld]}", dl);
-    a = s_expect (200, "POST", "/v1/dead-letters/replay", s_fx.key_a, replay);
-    assert_int_equal (s_member (a, "replayed"), 1);
-    json_decref (a);
+    assert_int_equal (s_replay_failed (id), 1);
     assert_int_equal (s_messages (id, "paused"), 3);
     json_decref (s_change (id, "resume", s_fx.key_a, 200));
     assert_int_equal (s_messages (id, "pending"), 3);
@@ -702,25 +697,12 @@ test_a_replay_reopens_a_completed_campaign (void **state)
     s_claim (id, 2);
     s_outcome (id, 1, "sent");
     s_outcome (id, 1, "failed");
-    char c[24], t[24], f[24];
+    char c[24];
     snprintf (c, sizeof c, "%lld", id);
-    snprintf (t, sizeof t, "%lld", s_fx.tenant_a);
     assert_int_equal (
         s_int ("SELECT rcd_campaign_complete($1::bigint)::int", c, NULL), 1);
     s_assert_state (id, "completed");
-    snprintf (f, sizeof f, "%lld",
-              s_int ("SELECT id FROM messages WHERE campaign_id = $1::bigint"
-                     "   AND status = 'failed'",
-                     c, NULL));
-    long long dl = s_int ("INSERT INTO dead_letters (tenant_id, message_id,"
-                          " reason, attempts) VALUES ($1::bigint, $2::bigint,"
-                          " 'test', 1) RETURNING id",
-                          t, f);
-    char replay[64];
-    snprintf (replay, sizeof replay, "{\"ids\":[%lld]}", dl);
-    a = s_expect (200, "POST", "/v1/dead-letters/replay", s_fx.key_a, replay);
-    assert_int_equal (s_member (a, "replayed"), 1);
-    json_decref (a);
+    assert_int_equal (s_replay_failed (id), 1);
     s_assert_state (id, "running");
     assert_int_equal (s_messages (id, "pending"), 1);
     assert_int_equal (s_int ("SELECT count(*) FROM campaigns"

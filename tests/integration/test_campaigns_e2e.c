@@ -190,39 +190,57 @@ teardown (void **state)
     return 0;
 }
 
+/*  Posts campaign name of count contacts from first; answers its id. */
+static long long
+s_post_campaign (s_case_t *c, const char *name, int first, int count)
+{
+    char *body = s_campaign_body (name, first, count);
+    json_t *created =
+        rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 201, "POST",
+                             "/v1/campaigns", c->key_a, body);
+    free (body);
+    assert_int_equal (
+        json_integer_value (json_object_get (created, "accepted")), count);
+    long long id = json_integer_value (json_object_get (created, "id"));
+    assert_true (id > 0);
+    json_decref (created);
+    return id;
+}
+
+/*  A case's pipeline (named name) and its tenant A (named name too),
+    with an Evolution instance at rate a second and the template "promo"
+    ("Offer for {{name}}"). */
+static s_case_t *
+s_case_new (void **state, const char *name, const char *instance, int rate)
+{
+    s_case_t *c = calloc (1, sizeof *c);
+    assert_non_null (c);
+    *state = c; /* teardown frees it whatever fails next */
+    rcd_test_pipeline_opts_t opts = {.name = name, .env = s_env};
+    c->p = rcd_test_pipeline_new (&opts);
+    c->key_a = rcd_test_pipeline_tenant (c->p, name);
+    rcd_test_pipeline_evolution (c->p, c->key_a, instance, rate);
+    json_decref (rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 200,
+                                      "PUT", "/v1/templates/promo", c->key_a,
+                                      "{\"variations\":[\"Offer for "
+                                      "{{name}}\"]}"));
+    return c;
+}
+
 static void
 test_campaign_does_not_delay_reminders (void **state)
 {
     int64_t started = s_wall_ms ();
-    s_case_t *c = calloc (1, sizeof *c);
-    assert_non_null (c);
-    *state = c;
-    rcd_test_pipeline_opts_t opts = {.name = "fair", .env = s_env};
-    c->p = rcd_test_pipeline_new (&opts);
+    s_case_t *c = s_case_new (state, "fair_a", "a_evo", F_RATE_A);
     rcd_gwsim_t *sim = rcd_test_pipeline_sim (c->p);
     char cfg[64];
     snprintf (cfg, sizeof cfg, "{\"latency_ms\": %d}", F_GATEWAY_MS);
     assert_int_equal (rcd_gwsim_configure (sim, cfg), 0);
     int port = rcd_test_pipeline_api_port (c->p);
-
-    c->key_a = rcd_test_pipeline_tenant (c->p, "fair_a");
     c->key_b = rcd_test_pipeline_tenant (c->p, "fair_b");
-    rcd_test_pipeline_evolution (c->p, c->key_a, "a_evo", F_RATE_A);
     rcd_test_pipeline_evolution (c->p, c->key_b, "b_evo", F_RATE_B);
-    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
-                                      c->key_a,
-                                      "{\"variations\":[\"Offer for "
-                                      "{{name}}\"]}"));
 
-    char *body = s_campaign_body ("big", 0, F_CONTACTS);
-    json_t *created = rcd_test_api_expect (port, 201, "POST", "/v1/campaigns",
-                                           c->key_a, body);
-    free (body);
-    assert_int_equal (
-        json_integer_value (json_object_get (created, "accepted")), F_CONTACTS);
-    c->campaign = json_integer_value (json_object_get (created, "id"));
-    assert_true (c->campaign > 0);
-    json_decref (created);
+    c->campaign = s_post_campaign (c, "big", 0, F_CONTACTS);
 
     /* F_ROUNDS rounds at 10%, 20%, ... of the campaign sent */
     for (int r = 0; r < F_ROUNDS; r++) {
@@ -363,23 +381,6 @@ s_window_claimed (void *arg)
                       m) >= R_WINDOW;
 }
 
-/*  Posts campaign name of count contacts from first; answers its id. */
-static long long
-s_post_campaign (s_case_t *c, const char *name, int first, int count)
-{
-    char *body = s_campaign_body (name, first, count);
-    json_t *created =
-        rcd_test_api_expect (rcd_test_pipeline_api_port (c->p), 201, "POST",
-                             "/v1/campaigns", c->key_a, body);
-    free (body);
-    assert_int_equal (
-        json_integer_value (json_object_get (created, "accepted")), count);
-    long long id = json_integer_value (json_object_get (created, "id"));
-    assert_true (id > 0);
-    json_decref (created);
-    return id;
-}
-
 /*  One tenant, one number, two campaigns posted one after the other and
     low-priority messages of its own: once all three are queued, the
     claims take turns between them (R_WINDOW claims, each of the three
@@ -389,18 +390,7 @@ s_post_campaign (s_case_t *c, const char *name, int first, int count)
 static void
 test_campaigns_of_a_tenant_take_turns (void **state)
 {
-    s_case_t *c = calloc (1, sizeof *c);
-    assert_non_null (c);
-    *state = c;
-    rcd_test_pipeline_opts_t opts = {.name = "turns", .env = s_env};
-    c->p = rcd_test_pipeline_new (&opts);
-    int port = rcd_test_pipeline_api_port (c->p);
-    c->key_a = rcd_test_pipeline_tenant (c->p, "turns");
-    rcd_test_pipeline_evolution (c->p, c->key_a, "t_evo", R_RATE);
-    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
-                                      c->key_a,
-                                      "{\"variations\":[\"Offer for "
-                                      "{{name}}\"]}"));
+    s_case_t *c = s_case_new (state, "turns", "t_evo", R_RATE);
 
     long long first = s_post_campaign (c, "first", 0, R_CONTACTS);
     long long second = s_post_campaign (c, "second", R_CONTACTS, R_CONTACTS);
@@ -525,18 +515,7 @@ s_check_counts (s_case_t *c, const char *state)
 static void
 test_pause_resume_and_cancel_mid_run (void **state)
 {
-    s_case_t *c = calloc (1, sizeof *c);
-    assert_non_null (c);
-    *state = c;
-    rcd_test_pipeline_opts_t opts = {.name = "control", .env = s_env};
-    c->p = rcd_test_pipeline_new (&opts);
-    int port = rcd_test_pipeline_api_port (c->p);
-    c->key_a = rcd_test_pipeline_tenant (c->p, "control");
-    rcd_test_pipeline_evolution (c->p, c->key_a, "c_evo", C_RATE);
-    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
-                                      c->key_a,
-                                      "{\"variations\":[\"Offer for "
-                                      "{{name}}\"]}"));
+    s_case_t *c = s_case_new (state, "control", "c_evo", C_RATE);
     c->campaign = s_post_campaign (c, "control", 0, C_CONTACTS);
 
     /* pause mid-run */
