@@ -32,6 +32,9 @@ static const char *s_usage =
     "  send --to N --text T [--key K] [--priority P] [--send-at T]\n"
     "                               send one message through the API\n"
     "  status ID [--key K]          show one message with its history\n"
+    "  campaign ID [pause|resume|cancel] [--key K]\n"
+    "                               show a campaign's progress, or change\n"
+    "                               its state\n"
     "  alerts [--severity S]        print monitor alerts as JSON lines\n"
     "                               (S: critical, warning or info)\n"
     "environment: DATABASE_URL, RECADO_API_URL, RECADO_API_KEY,\n"
@@ -144,7 +147,8 @@ main (int argc, char **argv)
         return s_cmd_migrate ();
     if (!strcmp (cmd, "alerts"))
         return s_cmd_alerts (argc - 1, argv + 1);
-    if (!strcmp (cmd, "send") || !strcmp (cmd, "status"))
+    if (!strcmp (cmd, "send") || !strcmp (cmd, "status") ||
+        !strcmp (cmd, "campaign"))
         return rcd_cli_api (argc - 1, argv + 1,
                             s_env ("RECADO_API_URL", "http://127.0.0.1:8080"),
                             s_env ("RECADO_API_KEY", NULL));

@@ -1,5 +1,6 @@
-/*  rcd_cli_api.c - `recado send` and `recado status`: one HTTP call to the
-    ingestor each, through rcd_http, answer printed as it came. */
+/*  rcd_cli_api.c - `recado send`, `recado status` and `recado campaign`:
+    one HTTP call to the ingestor each, through rcd_http, answer printed
+    as it came. */
 #include "rcd_cli.h"
 #include "rcd_http.h"
 
@@ -24,8 +25,9 @@ s_call (const char *method, const char *url, const char *key, const char *body)
     int code = 1;
     int rc = !http ? -1
              : strcmp (method, "POST") == 0
-                 ? rcd_http_post (http, url, headers, body, strlen (body),
-                                  S_TIMEOUT_MS, S_TIMEOUT_MS, NULL)
+                 ? rcd_http_post (http, url, headers, body ? body : "",
+                                  body ? strlen (body) : 0, S_TIMEOUT_MS,
+                                  S_TIMEOUT_MS, NULL)
                  : rcd_http_get (http, url, headers, S_TIMEOUT_MS, S_TIMEOUT_MS,
                                  NULL);
     rcd_http_result_t res;
@@ -55,7 +57,7 @@ int
 rcd_cli_api (int argc, char **argv, const char *api_url, const char *key)
 {
     const char *to = NULL, *text = NULL, *priority = NULL, *send_at = NULL;
-    const char *id = NULL;
+    const char *id = NULL, *action = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -73,6 +75,8 @@ rcd_cli_api (int argc, char **argv, const char *api_url, const char *key)
             api_url = argv[++i];
         else if (arg[0] != '-' && !id)
             id = arg;
+        else if (arg[0] != '-' && !action && !strcmp (argv[0], "campaign"))
+            action = arg;
         else {
             fprintf (stderr, "recado %s: unexpected '%s'\n", argv[0], arg);
             return 64;
@@ -91,6 +95,22 @@ rcd_cli_api (int argc, char **argv, const char *api_url, const char *key)
         }
         snprintf (url, sizeof url, "%s/v1/messages/%s", api_url, id);
         return s_call ("GET", url, key, NULL);
+    }
+    if (!strcmp (argv[0], "campaign")) {
+        if (!id || strspn (id, "0123456789") != strlen (id) ||
+            (action && strcmp (action, "pause") && strcmp (action, "resume") &&
+             strcmp (action, "cancel"))) {
+            fprintf (stderr,
+                     "usage: recado campaign ID [pause|resume|cancel]\n");
+            return 64;
+        }
+        if (!action) {
+            snprintf (url, sizeof url, "%s/v1/campaigns/%s", api_url, id);
+            return s_call ("GET", url, key, NULL);
+        }
+        snprintf (url, sizeof url, "%s/v1/campaigns/%s/%s", api_url, id,
+                  action);
+        return s_call ("POST", url, key, NULL);
     }
     if (!to || !text) {
         fprintf (stderr, "usage: recado send --to N --text T\n");

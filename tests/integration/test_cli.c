@@ -155,6 +155,7 @@ test_send_and_status_through_the_api (void **state)
     char env_key[160], env_url[96];
     snprintf (env_key, sizeof env_key, "RECADO_API_KEY=%s",
               json_string_value (json_object_get (t, "api_key")));
+    const char *key = env_key + strlen ("RECADO_API_KEY=");
     snprintf (env_url, sizeof env_url, "RECADO_API_URL=%s", api);
     json_decref (t);
     const char *cenv[] = {env_key, env_url, NULL};
@@ -195,6 +196,53 @@ test_send_and_status_through_the_api (void **state)
     /* no key: usage error */
     const char *nokey_env[] = {env_url, NULL};
     assert_int_equal (s_run (status, nokey_env, NULL), 64);
+
+    /* a campaign's progress, then paused and resumed from the command
+       line; the API's answer is printed as it came */
+    char path[128];
+    snprintf (path, sizeof path, "%s/v1/templates/promo", api);
+    res = rcd_test_http ("PUT", path, key, "{\"variations\":[\"Hi {{name}}\"]}",
+                         NULL);
+    assert_int_equal (res.status, 200);
+    rcd_test_http_free (&res);
+    snprintf (path, sizeof path, "%s/v1/campaigns", api);
+    res = rcd_test_http ("POST", path, key,
+                         "{\"name\":\"cli\",\"template\":\"promo\","
+                         "\"audience\":[{\"phone\":\"+5511912340001\","
+                         "\"vars\":{\"name\":\"Ana\"}},"
+                         "{\"phone\":\"+5511912340002\","
+                         "\"vars\":{\"name\":\"Bia\"}}]}",
+                         NULL);
+    assert_int_equal (res.status, 201);
+    json_t *created = json_loads (res.body, 0, NULL);
+    rcd_test_http_free (&res);
+    snprintf (id, sizeof id, "%lld",
+              (long long)json_integer_value (json_object_get (created, "id")));
+    json_decref (created);
+    static const char *const steps[][2] = {
+        {NULL, "running"}, {"pause", "paused"}, {"resume", "running"}};
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        const char *campaign[] = {bin, "campaign", id, steps[k][0], NULL};
+        assert_int_equal (s_run (campaign, cenv, &out), 0);
+        json_t *got = json_loads (out, 0, NULL);
+        free (out);
+        assert_non_null (got);
+        assert_string_equal (json_string_value (json_object_get (got, "state")),
+                             steps[k][1]);
+        assert_int_equal (json_integer_value (
+                              json_object_get (json_object_get (got, "counts"),
+                                               k == 1 ? "paused" : "pending")),
+                          2);
+        json_decref (got);
+    }
+    /* resuming a running campaign is the API's 409, exit 1 */
+    const char *again[] = {bin, "campaign", id, "resume", NULL};
+    assert_int_equal (s_run (again, cenv, &out), 1);
+    assert_non_null (strstr (out, "conflict"));
+    free (out);
+    /* an action the command does not know: usage error */
+    const char *unknown[] = {bin, "campaign", id, "restart", NULL};
+    assert_int_equal (s_run (unknown, cenv, NULL), 64);
 
     assert_int_equal (rcd_test_stop (pid, SIGTERM, 10000), 0);
     free (ingestor);
