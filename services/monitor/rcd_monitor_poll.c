@@ -14,6 +14,9 @@ const char *const rcd_monitor_statuses[RCD_MONITOR_STATUS_COUNT] = {
     "failed",  "cancelled", "expired", "blocked", "skipped",   "paused"};
 const char *const rcd_monitor_priorities[RCD_MONITOR_PRIORITY_COUNT] = {
     "high", "normal", "low"};
+const char
+    *const rcd_monitor_campaign_states[RCD_MONITOR_CAMPAIGN_STATE_COUNT] = {
+        "draft", "scheduled", "running", "paused", "completed", "cancelled"};
 const double rcd_monitor_claim_bounds[RCD_MONITOR_CLAIM_BOUNDS] = {
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
 
@@ -79,6 +82,27 @@ static const char s_sql_hourly[] =
     "  WHERE received_at >= now() - interval '1 hour'"
     "  AND outcome = 'unmatched')";
 
+/*  A stored 'scheduled' whose send_at has passed is running, as the
+    ingestor's GET answers it (rcd_api_campaigns.c). */
+#define S_CAMPAIGN_STATE                                                       \
+    "CASE WHEN c.state = 'scheduled' AND c.send_at <= now() THEN 'running'"    \
+    " ELSE c.state END"
+
+/*  Campaigns by state: one pass over the (small) campaigns table. */
+static const char s_sql_campaign_states[] =
+    "SELECT " S_CAMPAIGN_STATE ", count(*) FROM campaigns c GROUP BY 1";
+
+/*  $1 rows at most. The newest open campaigns (through campaigns_open)
+    and, for each, its open messages counted over its range of
+    messages_campaign_open (campaign_id, status, send_at): an index-only
+    scan, never the messages table. */
+static const char s_sql_campaigns[] =
+    "SELECT c.id, c.tenant_id, c.name, " S_CAMPAIGN_STATE ", c.messages,"
+    " (SELECT count(*) FROM messages m WHERE m.campaign_id = c.id"
+    "   AND m.status IN ('pending', 'paused', 'sending', 'unknown'))"
+    " FROM campaigns c WHERE c.state IN ('scheduled', 'running', 'paused')"
+    " ORDER BY c.created_at DESC, c.id DESC LIMIT $1::int";
+
 static const char s_sql_history_head[] =
     "SELECT COALESCE(max(id), 0) FROM message_history";
 
@@ -143,6 +167,9 @@ rcd_monitor_poll_new (const rcd_monitor_config_t *cfg)
         rcd_db_prepare (self->db, "monitor_scalars", s_sql_scalars) ||
         rcd_db_prepare (self->db, "monitor_instances", s_sql_instances) ||
         rcd_db_prepare (self->db, "monitor_hourly", s_sql_hourly) ||
+        rcd_db_prepare (self->db, "monitor_campaign_states",
+                        s_sql_campaign_states) ||
+        rcd_db_prepare (self->db, "monitor_campaigns", s_sql_campaigns) ||
         rcd_db_prepare (self->db, "monitor_history_head", s_sql_history_head) ||
         rcd_db_prepare (self->db, "monitor_claims", s_sql_claims)) {
         rcd_monitor_poll_destroy (&self);
@@ -256,6 +283,35 @@ s_poll_store_instances (rcd_monitor_poll_t *self, const rcd_db_res_t *res)
     return 0;
 }
 
+/*  Reads the campaign counts by state and the open campaigns. */
+static void
+s_poll_store_campaigns (rcd_monitor_poll_t *self, const rcd_db_res_t *states,
+                        const rcd_db_res_t *open)
+{
+    rcd_monitor_db_state_t *st = &self->state;
+    memset (st->campaign_states, 0, sizeof st->campaign_states);
+    for (int r = 0; r < rcd_db_res_rows (states); r++) {
+        const char *state = rcd_db_res_value (states, r, 0);
+        for (size_t s = 0; state && s < RCD_MONITOR_CAMPAIGN_STATE_COUNT; s++)
+            if (strcmp (state, rcd_monitor_campaign_states[s]) == 0)
+                st->campaign_states[s] += rcd_db_res_int64 (states, r, 1);
+    }
+    int rows = rcd_db_res_rows (open);
+    if (rows > RCD_MONITOR_MAX_CAMPAIGNS)
+        rows = RCD_MONITOR_MAX_CAMPAIGNS;
+    memset (st->campaigns, 0, sizeof st->campaigns);
+    for (int r = 0; r < rows; r++) {
+        rcd_monitor_campaign_t *c = &st->campaigns[r];
+        c->id = rcd_db_res_int64 (open, r, 0);
+        c->tenant_id = rcd_db_res_int64 (open, r, 1);
+        s_copy (c->name, sizeof c->name, open, r, 2);
+        s_copy (c->state, sizeof c->state, open, r, 3);
+        c->total = rcd_db_res_int64 (open, r, 4);
+        c->remaining = rcd_db_res_int64 (open, r, 5);
+    }
+    st->ncampaigns = (size_t)(rows > 0 ? rows : 0);
+}
+
 /*  Takes the claim-to-outcome buckets and moves the history mark. */
 static void
 s_poll_store_claims (rcd_monitor_poll_t *self, const rcd_db_res_t *res,
@@ -313,9 +369,10 @@ rcd_monitor_poll_run (rcd_monitor_poll_t *self, int64_t mono_ms,
     rcd_monitor_db_state_t *st = &self->state;
     rcd_db_res_t *counts = NULL, *scalars = NULL, *instances = NULL;
     rcd_db_res_t *hourly = NULL, *history = NULL;
+    rcd_db_res_t *campaign_states = NULL, *campaigns = NULL;
     const rcd_monitor_config_t *cfg = self->cfg;
     char timeout[32], limit[16], margin[32], stuck[32], cap[16];
-    char history_id[32], batch[16];
+    char history_id[32], batch[16], max_campaigns[16];
     /* a poll never runs longer than its own period */
     snprintf (timeout, sizeof timeout, "%lld",
               (long long)(cfg->db_poll_ms < 1000 ? 1000 : cfg->db_poll_ms));
@@ -326,6 +383,9 @@ rcd_monitor_poll_run (rcd_monitor_poll_t *self, int64_t mono_ms,
     snprintf (history_id, sizeof history_id, "%lld",
               (long long)self->history_id);
     snprintf (batch, sizeof batch, "%d", RCD_MONITOR_HISTORY_BATCH);
+    snprintf (max_campaigns, sizeof max_campaigns, "%d",
+              RCD_MONITOR_MAX_CAMPAIGNS);
+    const char *campaigns_param[] = {max_campaigns};
     const char *timeout_param[] = {timeout};
     const char *limit_param[] = {limit};
     const char *scalar_params[] = {margin, stuck, cap};
@@ -343,6 +403,10 @@ rcd_monitor_poll_run (rcd_monitor_poll_t *self, int64_t mono_ms,
                           &scalars) == 0 &&
               rcd_db_run (self->db, "monitor_instances", 1, limit_param,
                           &instances) == 0 &&
+              rcd_db_run (self->db, "monitor_campaign_states", 0, NULL,
+                          &campaign_states) == 0 &&
+              rcd_db_run (self->db, "monitor_campaigns", 1, campaigns_param,
+                          &campaigns) == 0 &&
               (!hourly_due || rcd_db_run (self->db, "monitor_hourly", 0, NULL,
                                           &hourly) == 0) &&
               (head ? rcd_db_run (self->db, "monitor_history_head", 0, NULL,
@@ -355,6 +419,7 @@ rcd_monitor_poll_run (rcd_monitor_poll_t *self, int64_t mono_ms,
     bool first = st->polls++ == 0;
     if (ok) {
         s_poll_store (self, mono_ms, counts, scalars);
+        s_poll_store_campaigns (self, campaign_states, campaigns);
         if (hourly && rcd_db_res_rows (hourly) == 1) {
             st->cycles_last_hour = rcd_db_res_int64 (hourly, 0, 0);
             st->unmatched_last_hour = rcd_db_res_int64 (hourly, 0, 1);
@@ -380,6 +445,8 @@ rcd_monitor_poll_run (rcd_monitor_poll_t *self, int64_t mono_ms,
         snprintf (st->detail, sizeof st->detail, "%s",
                   *error ? error : "poll failed");
     }
+    rcd_db_res_destroy (&campaigns);
+    rcd_db_res_destroy (&campaign_states);
     rcd_db_res_destroy (&history);
     rcd_db_res_destroy (&hourly);
     rcd_db_res_destroy (&instances);

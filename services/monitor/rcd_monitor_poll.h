@@ -21,6 +21,15 @@
         last poll (at most RCD_MONITOR_HISTORY_BATCH a poll) whose
         previous row for the same message is the claim ('sending'),
         bucketed in SQL by rcd_monitor_claim_bounds;
+      - campaigns: how many in each state, and the open ones (scheduled,
+        running, paused; at most RCD_MONITOR_MAX_CAMPAIGNS, the most
+        recently created) with their total and remaining messages, the
+        latter counted through messages_campaign_open (one index range
+        per campaign, never the messages table). A 'scheduled' campaign
+        whose send_at has passed reads 'running', as GET /v1/campaigns
+        answers it. Messages sent in the last minute are not read: no
+        index leads to them by sent_at, and a campaign's sent messages
+        are its whole audience;
       - every db_slow_poll_ms only, being hourly numbers: billing cycles
         created and webhook events still 'unmatched' received in the
         last hour.
@@ -49,6 +58,24 @@ extern const char *const rcd_monitor_priorities[RCD_MONITOR_PRIORITY_COUNT];
 #define RCD_MONITOR_MAX_INSTANCES 500
 #define RCD_MONITOR_BACKLOG_CAP   1000000
 #define RCD_MONITOR_HISTORY_BATCH 20000
+
+/*  campaigns.state values in life-cycle order, and how many open
+    campaigns a poll reads at most. */
+#define RCD_MONITOR_CAMPAIGN_STATE_COUNT 6
+#define RCD_MONITOR_MAX_CAMPAIGNS        50
+extern const char
+    *const rcd_monitor_campaign_states[RCD_MONITOR_CAMPAIGN_STATE_COUNT];
+
+/*  One open campaign as the last poll saw it. */
+typedef struct {
+    int64_t id;
+    int64_t tenant_id;
+    char name[801];    /* campaigns.name: 200 characters of UTF-8 */
+    char state[16];    /* scheduled, running, paused */
+    int64_t total;     /* campaigns.messages: stored for it */
+    int64_t remaining; /* its open messages (pending, paused, sending,
+                          unknown) */
+} rcd_monitor_campaign_t;
 
 /*  Upper bounds (seconds) of the claim-to-outcome histogram. */
 #define RCD_MONITOR_CLAIM_BOUNDS 12
@@ -95,6 +122,11 @@ typedef struct {
     int64_t unmatched_last_hour;       /* webhook events still unmatched */
     rcd_monitor_instance_t *instances; /* ninstances, by id */
     size_t ninstances;
+    /* campaigns by rcd_monitor_campaign_states */
+    int64_t campaign_states[RCD_MONITOR_CAMPAIGN_STATE_COUNT];
+    /* open ones, newest first */
+    rcd_monitor_campaign_t campaigns[RCD_MONITOR_MAX_CAMPAIGNS];
+    size_t ncampaigns;
 } rcd_monitor_db_state_t;
 
 typedef struct rcd_monitor_poll rcd_monitor_poll_t;

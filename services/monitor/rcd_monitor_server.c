@@ -65,6 +65,10 @@
       recado_dead_letters_per_minute           gauge, created
       recado_billing_cycles_created_last_hour  gauge
       recado_webhook_events_unmatched_last_hour gauge
+      recado_campaigns{state}                  gauge, campaigns by state
+      recado_campaign_messages{campaign_id,tenant_id,kind} gauge, total
+                                               and remaining messages of
+                                               each open campaign
       recado_instance_online{instance,tenant,name}   gauge 1/0
       recado_instance_circuit_open{...}        gauge 1/0 (not closed)
       recado_instance_paused_seconds{...}      gauge, throttle pause left
@@ -277,6 +281,8 @@ typedef struct {
     rcd_metric_t *dead_letters_rate;
     rcd_metric_t *cycles_hour;
     rcd_metric_t *unmatched_hour;
+    rcd_metric_t *campaigns;
+    rcd_metric_t *campaign_messages;
     rcd_metric_t *instance_online;
     rcd_metric_t *instance_circuit_open;
     rcd_metric_t *instance_paused;
@@ -404,6 +410,13 @@ s_self_declare_metrics (self_t *self)
         "Gateway webhook events received in the last hour that matched no "
         "message (yet).",
         NULL);
+    m->campaigns = rcd_metrics_gauge (r, "recado_campaigns",
+                                      "Campaigns by state.", "state", NULL);
+    m->campaign_messages = rcd_metrics_gauge (
+        r, "recado_campaign_messages",
+        "An open campaign's messages: total stored, remaining (pending, "
+        "paused, sending or unknown).",
+        "campaign_id", "tenant_id", "kind", NULL);
     m->instance_online = rcd_metrics_gauge (
         r, "recado_instance_online",
         "1 unless an enabled instance's gateway state is known and not open.",
@@ -470,6 +483,8 @@ s_self_declare_metrics (self_t *self)
                                  m->dead_letters_rate,
                                  m->cycles_hour,
                                  m->unmatched_hour,
+                                 m->campaigns,
+                                 m->campaign_messages,
                                  m->instance_online,
                                  m->instance_circuit_open,
                                  m->instance_paused,
@@ -495,6 +510,8 @@ s_self_declare_metrics (self_t *self)
         rcd_metric_set (m->messages, 0, rcd_monitor_statuses[i], NULL);
     rcd_metric_set (m->messages_stuck, 0, "pending", NULL);
     rcd_metric_set (m->messages_stuck, 0, "unknown", NULL);
+    for (size_t i = 0; i < RCD_MONITOR_CAMPAIGN_STATE_COUNT; i++)
+        rcd_metric_set (m->campaigns, 0, rcd_monitor_campaign_states[i], NULL);
     for (size_t i = 0; i < rcd_monitor_rules_count (); i++) {
         rcd_metric_set (m->alerts_firing, 0, rcd_monitor_rule_name (i), NULL);
         rcd_metric_add (m->alerts_published, 0, rcd_monitor_rule_name (i),
@@ -663,6 +680,21 @@ s_self_store_gauges (self_t *self, const rcd_monitor_db_state_t *st)
     rcd_metric_set (m->dead_letters_rate, st->dead_letters_per_min, NULL);
     rcd_metric_set (m->cycles_hour, (double)st->cycles_last_hour, NULL);
     rcd_metric_set (m->unmatched_hour, (double)st->unmatched_last_hour, NULL);
+    for (size_t i = 0; i < RCD_MONITOR_CAMPAIGN_STATE_COUNT; i++)
+        rcd_metric_set (m->campaigns, (double)st->campaign_states[i],
+                        rcd_monitor_campaign_states[i], NULL);
+    /* rebuilt whole: a campaign no longer open vanishes */
+    rcd_metric_clear (m->campaign_messages);
+    for (size_t i = 0; i < st->ncampaigns; i++) {
+        const rcd_monitor_campaign_t *c = &st->campaigns[i];
+        char id[32], tenant[32];
+        snprintf (id, sizeof id, "%lld", (long long)c->id);
+        snprintf (tenant, sizeof tenant, "%lld", (long long)c->tenant_id);
+        rcd_metric_set (m->campaign_messages, (double)c->total, id, tenant,
+                        "total", NULL);
+        rcd_metric_set (m->campaign_messages, (double)c->remaining, id, tenant,
+                        "remaining", NULL);
+    }
     rcd_metric_t *per_instance[] = {
         m->instance_online,    m->instance_circuit_open, m->instance_paused,
         m->instance_hour_used, m->instance_hourly_cap,   m->instance_day_used,
@@ -1079,6 +1111,16 @@ s_instance_json (const rcd_monitor_instance_t *inst)
     return j;
 }
 
+/*  One open campaign in /queue-stats. */
+static json_t *
+s_campaign_json (const rcd_monitor_campaign_t *c)
+{
+    return json_pack ("{s:I, s:I, s:s, s:s, s:I, s:I}", "id", (json_int_t)c->id,
+                      "tenant_id", (json_int_t)c->tenant_id, "name", c->name,
+                      "state", c->state, "total", (json_int_t)c->total,
+                      "remaining", (json_int_t)c->remaining);
+}
+
 /*  The sliding windows: counts by status and the error ratio. */
 static json_t *
 s_self_windows_json (self_t *self, int64_t now_ms)
@@ -1169,6 +1211,15 @@ s_self_queue_stats (self_t *self, int64_t now_ms)
         st->hourly_valid ? json_integer ((json_int_t)st->unmatched_last_hour)
                          : json_null ());
     json_object_set_new (qs, "instances", instances);
+    json_t *campaigns = json_array ();
+    for (size_t i = 0; i < st->ncampaigns; i++)
+        json_array_append_new (campaigns, s_campaign_json (&st->campaigns[i]));
+    json_object_set_new (qs, "campaigns", campaigns);
+    json_t *campaign_states = json_object ();
+    for (size_t i = 0; i < RCD_MONITOR_CAMPAIGN_STATE_COUNT; i++)
+        json_object_set_new (campaign_states, rcd_monitor_campaign_states[i],
+                             json_integer ((json_int_t)st->campaign_states[i]));
+    json_object_set_new (qs, "campaigns_by_state", campaign_states);
     json_object_set_new (qs, "windows", s_self_windows_json (self, now_ms));
     json_object_set_new (qs, "history", s_self_history_json (self, now_ms));
     json_object_set_new (

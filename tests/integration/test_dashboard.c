@@ -8,7 +8,11 @@
     instance sends messages through the API to the gateway simulator,
     which fails a fifth of the sends with 503, so that the error rate is
     up and an alert is active; then more messages go out while the page
-    stays open.
+    stays open. The tenant also has a campaign, posted through the API
+    for a later day and paused (so nothing of it is sent or pending),
+    a few of whose messages are then marked sent in PostgreSQL: the
+    Campaigns panel must show its state, progress and remaining as the
+    database has them ("no open campaign" on the idle pipeline).
 
     Console errors: every session asks for the browser log
     (goog:loggingPrefs browser=ALL); after each test every entry is
@@ -58,16 +62,19 @@
 #define RCD_TEST_ARTIFACTS "test-artifacts"
 #endif
 
-#define S_WAIT_MS      20000
-#define S_FIRST_BATCH  200
-#define S_SECOND_BATCH 100
-#define S_HOURLY_CAP   500
-#define S_DAILY_CAP    900
+#define S_WAIT_MS       20000
+#define S_FIRST_BATCH   200
+#define S_SECOND_BATCH  100
+#define S_HOURLY_CAP    500
+#define S_DAILY_CAP     900
+#define S_AUDIENCE      12 /* the campaign's contacts */
+#define S_CAMPAIGN_SENT 5  /* of them marked sent */
 
 /*  Everything the tests share. */
 typedef struct {
     rcd_test_pipeline_t *pipeline;
     char *key;           /* the tenant's API key */
+    long long campaign;  /* its campaign, 0 before traffic */
     char monitor[64];    /* http://127.0.0.1:<port>/ */
     pid_t driver;        /* chromedriver */
     char driver_url[64]; /* http://127.0.0.1:<port> */
@@ -333,6 +340,17 @@ static const char s_snapshot_js[] =
     "  capped_hour: q('#instances tr[data-name=\"capped\"] td.hour > span'),"
     "  capped_day: q('#instances tr[data-name=\"capped\"] td.day > span'),"
     "  free_hour: q('#instances tr[data-name=\"free\"] td.hour'),"
+    "  campaigns_none: q('#campaigns td.mute'),"
+    "  campaign_rows: document.querySelectorAll('#campaigns tr[data-id]')"
+    "    .length,"
+    "  campaign_id: (document.querySelector('#campaigns tr[data-id]') ||"
+    "    {dataset: {}}).dataset.id || null,"
+    "  campaign_state: q('#campaigns tr[data-id] td.state'),"
+    "  campaign_done: q('#campaigns tr[data-id] td.progress > span'),"
+    "  campaign_left: q('#campaigns tr[data-id] td.remaining'),"
+    "  campaign_bar: (document.querySelector("
+    "    '#campaigns tr[data-id] .meter i') || {style: {}}).style.width"
+    "    || null,"
     "  services: all('#components tr[data-component^=\"service:\"]',"
     "    function (r) { return r.dataset.component; }).length,"
     "  bars: document.querySelectorAll('#chart rect').length,"
@@ -393,6 +411,63 @@ s_mismatch (s_live_t *live, const char *fmt, ...)
     return false;
 }
 
+/*  The Campaigns panel shows what PostgreSQL holds: none before the
+    traffic, then the tenant's paused campaign with its total, done
+    (total - remaining), remaining and a bar that wide. */
+static bool
+s_campaign_is_shown (s_live_t *live, json_t *snap)
+{
+    s_fixture_t *f = live->f;
+    long long rows =
+        json_integer_value (json_object_get (snap, "campaign_rows"));
+    if (!f->campaign) {
+        const char *none =
+            json_string_value (json_object_get (snap, "campaigns_none"));
+        if (rows != 0 || !none || strcmp (none, "no open campaign") != 0)
+            return s_mismatch (live, "%lld campaigns shown, none open", rows);
+        return true;
+    }
+    char id[24];
+    snprintf (id, sizeof id, "%lld", f->campaign);
+    const char *p[] = {id};
+    const char *db = rcd_test_pipeline_db (f->pipeline);
+    long long total = rcd_test_sql_int (
+        db, "SELECT messages FROM campaigns WHERE id = $1::bigint", 1, p);
+    long long left = rcd_test_sql_int (
+        db,
+        "SELECT count(*) FROM messages WHERE campaign_id = $1::bigint"
+        " AND status IN ('pending', 'paused', 'sending', 'unknown')",
+        1, p);
+    char *state = rcd_test_sql (
+        db, "SELECT state FROM campaigns WHERE id = $1::bigint", 1, p);
+    char done[64], bar[32];
+    snprintf (done, sizeof done, "%lld / %lld", total - left, total);
+    snprintf (bar, sizeof bar, "%.1f%%",
+              total > 0 ? 100.0 * (double)(total - left) / (double)total : 0);
+    const char *shown_id =
+        json_string_value (json_object_get (snap, "campaign_id"));
+    const char *shown_state =
+        json_string_value (json_object_get (snap, "campaign_state"));
+    const char *shown_done =
+        json_string_value (json_object_get (snap, "campaign_done"));
+    const char *shown_bar =
+        json_string_value (json_object_get (snap, "campaign_bar"));
+    bool ok = rows == 1 && shown_id && strcmp (shown_id, id) == 0 && state &&
+              shown_state && strcmp (shown_state, state) == 0 && shown_done &&
+              strcmp (shown_done, done) == 0 &&
+              s_page_num (snap, "campaign_left") == (double)left && shown_bar &&
+              strcmp (shown_bar, bar) == 0;
+    if (!ok)
+        s_mismatch (live,
+                    "campaign %s shown as %s, %s done, %s left, bar %s;"
+                    " database %s, %s done, %lld left, bar %s",
+                    shown_id, shown_state, shown_done,
+                    json_string_value (json_object_get (snap, "campaign_left")),
+                    shown_bar, state, done, left, bar);
+    free (state);
+    return ok;
+}
+
 static bool
 s_page_is_live (void *arg)
 {
@@ -422,6 +497,8 @@ s_page_is_live (void *arg)
         return s_mismatch (live, "empty chart");
     if (json_integer_value (json_object_get (snap, "services")) < 4)
         return s_mismatch (live, "fewer than 4 services shown");
+    if (!s_campaign_is_shown (live, snap))
+        return false;
 
     json_t *health = s_monitor_json (f, "health");
     json_t *alerts = s_monitor_json (f, "alerts");
@@ -533,6 +610,49 @@ s_alert_active (void *arg)
     return active;
 }
 
+/*  A campaign of S_AUDIENCE contacts for a later day, paused at once (so
+    none of its messages is pending), S_CAMPAIGN_SENT of them then
+    marked sent as if sent before the pause. */
+static void
+s_campaign_start (s_fixture_t *f)
+{
+    int port = rcd_test_pipeline_api_port (f->pipeline);
+    json_decref (rcd_test_api_expect (port, 200, "PUT", "/v1/templates/promo",
+                                      f->key,
+                                      "{\"variations\":[\"Oi {{name}}\"]}"));
+    char body[2048];
+    size_t len = (size_t)snprintf (
+        body, sizeof body,
+        "{\"name\":\"Black Friday\",\"template\":\"promo\","
+        "\"send_at\":\"2030-01-01T12:00:00Z\",\"audience\":[");
+    for (int i = 0; i < S_AUDIENCE; i++)
+        len += (size_t)snprintf (body + len, sizeof body - len,
+                                 "%s{\"phone\":\"+55119860%05d\","
+                                 "\"vars\":{\"name\":\"C%d\"}}",
+                                 i ? "," : "", i, i);
+    snprintf (body + len, sizeof body - len, "]}");
+    json_t *a =
+        rcd_test_api_expect (port, 201, "POST", "/v1/campaigns", f->key, body);
+    f->campaign = json_integer_value (json_object_get (a, "id"));
+    json_decref (a);
+    assert_true (f->campaign > 0);
+    char path[80];
+    snprintf (path, sizeof path, "/v1/campaigns/%lld/pause", f->campaign);
+    json_decref (rcd_test_api_expect (port, 200, "POST", path, f->key, NULL));
+    char id[24], n[24];
+    snprintf (id, sizeof id, "%lld", f->campaign);
+    snprintf (n, sizeof n, "%d", S_CAMPAIGN_SENT);
+    const char *p[] = {id, n};
+    free (
+        rcd_test_sql (rcd_test_pipeline_db (f->pipeline),
+                      "UPDATE messages SET status = 'sent', sent_at = now(),"
+                      " updated_at = now() WHERE id IN (SELECT id FROM messages"
+                      " WHERE campaign_id = $1::bigint AND status = 'paused'"
+                      " ORDER BY id LIMIT $2::int)",
+                      2, p));
+    s_note ("campaign posted and paused");
+}
+
 /*  A tenant, a capped and an uncapped instance, a simulator that fails
     a fifth of the sends with 503 (so the error rate is up and an alert
     fires), and the first batch of messages. */
@@ -552,6 +672,7 @@ s_traffic_start (s_fixture_t *f)
     assert_int_equal (rcd_gwsim_configure (rcd_test_pipeline_sim (f->pipeline),
                                            "{\"error_rates\":{\"5xx\":0.2}}"),
                       0);
+    s_campaign_start (f);
     s_send (f, 0, S_FIRST_BATCH);
     assert_true (rcd_test_wait_until (s_alert_active, f, S_WAIT_MS));
     s_note ("first batch settled, an alert is active");

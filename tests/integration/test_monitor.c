@@ -11,6 +11,7 @@
 #include "rcd_monitor_server.h"
 #include "rcd_proto.h"
 #include "rcd_test.h"
+#include "rcd_test_ingestor.h"
 
 #include <czmq.h>
 #include <curl/curl.h>
@@ -1092,6 +1093,289 @@ test_dashboard_and_http_errors (void **state)
     s_monitor_stop (&mon);
 }
 
+/*  ---- campaigns ------------------------------------------------------ */
+
+#define S_ADMIN_KEY "monitor-admin-key"
+
+/*  The campaign series of one campaign ("total" or "remaining"). */
+static double
+s_campaign_metric (const s_monitor_t *mon, long long id, long long tenant,
+                   const char *kind)
+{
+    char series[160];
+    snprintf (series, sizeof series,
+              "recado_campaign_messages{campaign_id=\"%lld\","
+              "tenant_id=\"%lld\",kind=\"%s\"}",
+              id, tenant, kind);
+    return s_metric (mon, series);
+}
+
+typedef struct {
+    const s_monitor_t *mon;
+    long long id, tenant;
+    const char *state; /* expected; NULL: not listed */
+    long long total, remaining;
+} s_campaign_wait_t;
+
+/*  The campaign as /queue-stats lists it, or NULL. Borrowed from qs. */
+static json_t *
+s_listed_campaign (json_t *qs, long long id)
+{
+    json_t *list = json_object_get (qs, "campaigns");
+    size_t i;
+    json_t *c;
+    json_array_foreach (list, i, c)
+    {
+        if (json_integer_value (json_object_get (c, "id")) == id)
+            return c;
+    }
+    return NULL;
+}
+
+/*  Both /queue-stats and /metrics show the campaign as expected (or
+    neither lists it). */
+static bool
+s_campaign_shown (void *arg)
+{
+    s_campaign_wait_t *w = arg;
+    json_t *qs = s_get_json (w->mon, "/queue-stats", NULL);
+    json_t *c = s_listed_campaign (qs, w->id);
+    bool json_ok;
+    if (!w->state)
+        json_ok = qs && json_is_array (json_object_get (qs, "campaigns")) && !c;
+    else
+        json_ok =
+            c &&
+            json_integer_value (json_object_get (c, "tenant_id")) ==
+                w->tenant &&
+            json_is_string (json_object_get (c, "name")) &&
+            strcmp (json_string_value (json_object_get (c, "state")),
+                    w->state) == 0 &&
+            json_integer_value (json_object_get (c, "total")) == w->total &&
+            json_integer_value (json_object_get (c, "remaining")) ==
+                w->remaining;
+    json_decref (qs);
+    if (!json_ok)
+        return false;
+    double total = s_campaign_metric (w->mon, w->id, w->tenant, "total");
+    double remaining =
+        s_campaign_metric (w->mon, w->id, w->tenant, "remaining");
+    if (!w->state)
+        return isnan (total) && isnan (remaining);
+    return total == (double)w->total && remaining == (double)w->remaining;
+}
+
+static void
+s_assert_campaign (const s_monitor_t *mon, long long id, long long tenant,
+                   const char *state, long long total, long long remaining)
+{
+    s_campaign_wait_t w = {mon, id, tenant, state, total, remaining};
+    if (!rcd_test_wait_until (s_campaign_shown, &w, S_WAIT_MS)) {
+        json_t *qs = s_get_json (mon, "/queue-stats", NULL);
+        char *text = json_dumps (json_object_get (qs, "campaigns"), 0);
+        fail_msg ("campaign %lld not shown as %s %lld/%lld: campaigns %s, "
+                  "metric total %g remaining %g",
+                  id, state ? state : "(gone)", remaining, total,
+                  text ? text : "?",
+                  s_campaign_metric (mon, id, tenant, "total"),
+                  s_campaign_metric (mon, id, tenant, "remaining"));
+    }
+}
+
+/*  recado_campaigns{state} and /queue-stats' campaigns_by_state both
+    read these counts (draft, scheduled, running, paused, completed,
+    cancelled). */
+typedef struct {
+    const s_monitor_t *mon;
+    const long long *counts;
+} s_states_wait_t;
+
+static const char *const s_campaign_states[] = {
+    "draft", "scheduled", "running", "paused", "completed", "cancelled"};
+
+static bool
+s_campaign_states_are (void *arg)
+{
+    s_states_wait_t *w = arg;
+    json_t *qs = s_get_json (w->mon, "/queue-stats", NULL);
+    json_t *by = json_object_get (qs, "campaigns_by_state");
+    bool ok = json_is_object (by);
+    for (size_t i = 0; ok && i < 6; i++) {
+        json_t *v = json_object_get (by, s_campaign_states[i]);
+        ok = json_is_integer (v) && json_integer_value (v) == w->counts[i];
+    }
+    json_decref (qs);
+    for (size_t i = 0; ok && i < 6; i++) {
+        char series[64];
+        snprintf (series, sizeof series, "recado_campaigns{state=\"%s\"}",
+                  s_campaign_states[i]);
+        ok = s_metric (w->mon, series) == (double)w->counts[i];
+    }
+    return ok;
+}
+
+static void
+s_assert_campaign_states (const s_monitor_t *mon, long long draft,
+                          long long scheduled, long long running,
+                          long long paused, long long completed,
+                          long long cancelled)
+{
+    const long long counts[] = {draft,  scheduled, running,
+                                paused, completed, cancelled};
+    s_states_wait_t w = {mon, counts};
+    if (!rcd_test_wait_until (s_campaign_states_are, &w, S_WAIT_MS)) {
+        json_t *qs = s_get_json (mon, "/queue-stats", NULL);
+        char *text = json_dumps (json_object_get (qs, "campaigns_by_state"), 0);
+        fail_msg ("campaigns by state: %s, expected %lld %lld %lld %lld %lld "
+                  "%lld",
+                  text ? text : "?", draft, scheduled, running, paused,
+                  completed, cancelled);
+    }
+}
+
+/*  What the scheduler and a sender do to n of a campaign's pending
+    messages: claimed, then sent. */
+static void
+s_send_campaign_messages (long long id, int n)
+{
+    char c[24], k[24];
+    snprintf (c, sizeof c, "%lld", id);
+    snprintf (k, sizeof k, "%d", n);
+    const char *p[] = {c, k};
+    free (rcd_test_sql (
+        s_db_url,
+        "UPDATE messages SET status = 'sending', attempts = attempts + 1,"
+        " lease_until = now() + interval '1 minute'"
+        " WHERE id IN (SELECT id FROM messages WHERE campaign_id = $1::bigint"
+        " AND status = 'pending' ORDER BY id LIMIT $2::int)",
+        2, p));
+    free (
+        rcd_test_sql (s_db_url,
+                      "UPDATE messages SET status = 'sent', lease_until = NULL,"
+                      " sent_at = now(), updated_at = now()"
+                      " WHERE campaign_id = $1::bigint AND status = 'sending'",
+                      1, p));
+}
+
+/*  POSTs a campaign of count contacts through the ingestor; answers its
+    id. */
+static long long
+s_post_campaign (int port, const char *key, const char *name, int count)
+{
+    char body[2048];
+    size_t len = (size_t)snprintf (
+        body, sizeof body,
+        "{\"name\":\"%s\",\"template\":\"promo\",\"audience\":[", name);
+    for (int i = 0; i < count; i++)
+        len += (size_t)snprintf (body + len, sizeof body - len,
+                                 "%s{\"phone\":\"+55119870%05d\","
+                                 "\"vars\":{\"name\":\"C%d\"}}",
+                                 i ? "," : "", i, i);
+    snprintf (body + len, sizeof body - len, "]}");
+    json_t *a =
+        rcd_test_api_expect (port, 201, "POST", "/v1/campaigns", key, body);
+    long long id = json_integer_value (json_object_get (a, "id"));
+    json_decref (a);
+    assert_true (id > 0);
+    return id;
+}
+
+static void
+s_campaign_verb (int port, const char *key, long long id, const char *verb)
+{
+    char path[80];
+    snprintf (path, sizeof path, "/v1/campaigns/%lld/%s", id, verb);
+    json_decref (rcd_test_api_expect (port, 200, "POST", path, key, NULL));
+}
+
+/*  Campaigns made through the real ingestor show in /queue-stats and
+    /metrics with their exact total and remaining, follow sends, pause
+    and the end of the campaign, and vanish once no longer open. */
+static void
+test_campaign_progress_follows_the_campaigns (void **state)
+{
+    (void)state;
+    rcd_test_ingestor_t ing;
+    rcd_test_ingestor_start_on (&ing, s_db_url, S_ADMIN_KEY, 2, 0, 0);
+    long long tenant = 0;
+    char *key =
+        rcd_test_create_tenant (ing.port, S_ADMIN_KEY, "campaigns", &tenant);
+    json_decref (rcd_test_api_expect (ing.port, 200, "PUT",
+                                      "/v1/templates/promo", key,
+                                      "{\"variations\":[\"Oi {{name}}\"]}"));
+
+    s_monitor_t mon;
+    s_monitor_start (&mon, 10000, NULL);
+    assert_true (s_wait_metric (&mon, "recado_database_up", 1, NULL));
+    /* none yet: every state reads 0, the list is empty */
+    s_assert_campaign_states (&mon, 0, 0, 0, 0, 0, 0);
+    json_t *qs = s_get_json (&mon, "/queue-stats", NULL);
+    assert_true (json_is_array (json_object_get (qs, "campaigns")));
+    assert_int_equal (json_array_size (json_object_get (qs, "campaigns")), 0);
+    json_decref (qs);
+
+    long long spring = s_post_campaign (ing.port, key, "spring", 7);
+    long long summer = s_post_campaign (ing.port, key, "ver\u00e3o", 2);
+    s_assert_campaign (&mon, spring, tenant, "running", 7, 7);
+    s_assert_campaign (&mon, summer, tenant, "running", 2, 2);
+    s_assert_campaign_states (&mon, 0, 0, 2, 0, 0, 0);
+    /* the newest first, with its name (UTF-8 kept whole) */
+    qs = s_get_json (&mon, "/queue-stats", NULL);
+    json_t *first = json_array_get (json_object_get (qs, "campaigns"), 0);
+    assert_int_equal (json_integer_value (json_object_get (first, "id")),
+                      summer);
+    assert_string_equal (json_string_value (json_object_get (first, "name")),
+                         "ver\u00e3o");
+    json_decref (qs);
+    /* the exposition stays valid with campaign series in it */
+    rcd_test_http_t res = s_get (&mon, "/metrics");
+    assert_int_equal (res.status, 200);
+    s_check_exposition (res.body);
+    rcd_test_http_free (&res);
+
+    /* three sent: 4 remaining of 7 */
+    s_send_campaign_messages (spring, 3);
+    s_assert_campaign (&mon, spring, tenant, "running", 7, 4);
+
+    /* paused: its 4 open messages are paused, still remaining */
+    s_campaign_verb (ing.port, key, spring, "pause");
+    s_assert_campaign (&mon, spring, tenant, "paused", 7, 4);
+    s_assert_campaign_states (&mon, 0, 0, 1, 1, 0, 0);
+    s_campaign_verb (ing.port, key, spring, "resume");
+    s_assert_campaign (&mon, spring, tenant, "running", 7, 4);
+    s_assert_campaign_states (&mon, 0, 0, 2, 0, 0, 0);
+
+    /* summer sent whole: completed once read (rcd_campaign_complete),
+       gone from the open list and from /metrics */
+    s_send_campaign_messages (summer, 2);
+    s_assert_campaign (&mon, summer, tenant, "running", 2, 0);
+    char path[64];
+    snprintf (path, sizeof path, "/v1/campaigns/%lld", summer);
+    json_t *got = rcd_test_api_expect (ing.port, 200, "GET", path, key, NULL);
+    assert_string_equal (rcd_test_str (got, "state"), "completed");
+    json_decref (got);
+    s_assert_campaign (&mon, summer, tenant, NULL, 0, 0);
+    s_assert_campaign_states (&mon, 0, 0, 1, 0, 1, 0);
+
+    /* spring cancelled: gone too */
+    s_campaign_verb (ing.port, key, spring, "cancel");
+    s_assert_campaign (&mon, spring, tenant, NULL, 0, 0);
+    s_assert_campaign_states (&mon, 0, 0, 0, 0, 1, 1);
+    qs = s_get_json (&mon, "/queue-stats", NULL);
+    assert_int_equal (json_array_size (json_object_get (qs, "campaigns")), 0);
+    /* the documents' other fields are still there */
+    assert_non_null (json_object_get (qs, "by_status"));
+    assert_non_null (json_object_get (qs, "instances"));
+    json_decref (qs);
+
+    s_monitor_stop (&mon);
+    rcd_test_ingestor_stop (&ing);
+    free (key);
+    free (rcd_test_sql (s_db_url, "DELETE FROM message_history", 0, NULL));
+    free (rcd_test_sql (s_db_url, "DELETE FROM messages", 0, NULL));
+    free (rcd_test_sql (s_db_url, "DELETE FROM campaigns", 0, NULL));
+}
+
 /*  A port already taken is a FATAL start-up failure, not a hang. */
 static void
 test_taken_http_port_is_fatal (void **state)
@@ -1191,6 +1475,7 @@ main (void)
         cmocka_unit_test (test_dashboard_and_http_errors),
         cmocka_unit_test (test_taken_http_port_is_fatal),
         cmocka_unit_test (test_binary_help_config_and_sigterm),
+        cmocka_unit_test (test_campaign_progress_follows_the_campaigns),
     };
     int rc = cmocka_run_group_tests (tests, s_setup, s_teardown);
     curl_global_cleanup ();
