@@ -75,6 +75,7 @@
 #include "rcd_log.h"
 #include "rcd_proto.h"
 #include "rcd_trace.h"
+#include "rcd_turns.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,7 +168,7 @@ static const char *s_instances_sql =
     that one is a circuit probe; $4 the lease, $5 the recipient interval
     (0: no pacing), $6 the most rows to claim, $7/$8 the streams this
     scheduler served and the claim round it last served each in (see
-    s_self_served; a stream not named counts as never served).
+    rcd_turns; a stream not named counts as never served).
 
     Each tenant with budget and open business hours (migration 0002)
     walks its own due work, at most its budget plus a little, so one
@@ -375,19 +376,8 @@ typedef struct {
     char why[32]; /* unusable: the reason, "" when usable */
 } s_instance_t;
 
-/*  A stream of due work (a campaign's id, or minus a tenant's id for its
-    messages outside campaigns) and the claim round that last took from
-    it. Kept in memory only: a scheduler taking over starts with every
-    stream equal, so its first turns go in due-time order. */
-typedef struct {
-    int64_t stream;
-    int64_t round;
-} s_served_t;
-
-/*  Most streams remembered; past it the least recently served half is
-    forgotten (they count as never served, which is what they nearly
-    are). */
-#define S_SERVED_MAX 1024
+/*  Streams remembered for the claims' turns (rcd_turns). */
+#define S_STREAMS_MAX 1024
 
 /*  A dispatch encoded and waiting for room on the socket. */
 typedef struct {
@@ -418,12 +408,9 @@ typedef struct {
     size_t ninstances;
     int64_t instances_until_ms; /* mono time the next read is due */
     char *budget_ids, *budget_n, *budget_probe; /* claim parameters */
-    s_served_t *served;                         /* sorted by stream */
-    size_t nserved;
-    int64_t round;                        /* claims made */
-    char *served_streams, *served_rounds; /* claim parameters */
-    uint64_t claimed_total;               /* for the log line on exit */
-    uint64_t malformed;                   /* malformed nudge frames */
+    rcd_turns_t *turns;     /* the streams the claims served */
+    uint64_t claimed_total; /* for the log line on exit */
+    uint64_t malformed;     /* malformed nudge frames */
 } self_t;
 
 static void
@@ -446,9 +433,7 @@ s_self_destroy (self_t **self_p)
     free (self->budget_ids);
     free (self->budget_n);
     free (self->budget_probe);
-    free (self->served);
-    free (self->served_streams);
-    free (self->served_rounds);
+    rcd_turns_destroy (&self->turns);
     rcd_db_destroy (&self->db);
     rcd_events_destroy (&self->events);
     zpoller_destroy (&self->poller);
@@ -467,10 +452,10 @@ s_self_new (zsock_t *pipe, const rcd_scheduler_config_t *cfg)
     self->pipe = pipe;
     self->cfg = cfg;
     self->queue = calloc ((size_t)cfg->claim_batch, sizeof *self->queue);
-    self->served = calloc (S_SERVED_MAX, sizeof *self->served);
+    self->turns = rcd_turns_new (S_STREAMS_MAX);
     self->nudge = zsock_new (ZMQ_PULL);
     self->dispatch = zsock_new (ZMQ_PUSH);
-    if (!self->queue || !self->served || !self->nudge || !self->dispatch)
+    if (!self->queue || !self->turns || !self->nudge || !self->dispatch)
         goto fail;
     zsock_set_rcvhwm (self->nudge, 1000);
     zsock_set_sndhwm (self->dispatch, (int)cfg->dispatch_hwm);
@@ -765,70 +750,6 @@ cleanup:
     return total;
 }
 
-static int
-s_served_by_round_desc (const void *a, const void *b)
-{
-    int64_t x = ((const s_served_t *)a)->round;
-    int64_t y = ((const s_served_t *)b)->round;
-    return (x < y) - (x > y);
-}
-
-static int
-s_served_by_stream (const void *a, const void *b)
-{
-    int64_t x = ((const s_served_t *)a)->stream;
-    int64_t y = ((const s_served_t *)b)->stream;
-    return (x > y) - (x < y);
-}
-
-/*  Records that this round took from stream. */
-static void
-s_self_served (self_t *self, int64_t stream)
-{
-    size_t lo = 0, hi = self->nserved;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (self->served[mid].stream == stream) {
-            self->served[mid].round = self->round;
-            return;
-        }
-        if (self->served[mid].stream < stream)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (self->nserved == S_SERVED_MAX) {
-        qsort (self->served, self->nserved, sizeof *self->served,
-               s_served_by_round_desc);
-        self->nserved = S_SERVED_MAX / 2;
-        qsort (self->served, self->nserved, sizeof *self->served,
-               s_served_by_stream);
-        s_self_served (self, stream);
-        return;
-    }
-    memmove (&self->served[lo + 1], &self->served[lo],
-             (self->nserved - lo) * sizeof *self->served);
-    self->served[lo] = (s_served_t){.stream = stream, .round = self->round};
-    self->nserved++;
-}
-
-/*  Builds the claim's served arrays. Returns 0, or -1 when out of
-    memory. */
-static int
-s_self_served_params (self_t *self)
-{
-    int64_t streams[S_SERVED_MAX], rounds[S_SERVED_MAX];
-    for (size_t i = 0; i < self->nserved; i++) {
-        streams[i] = self->served[i].stream;
-        rounds[i] = self->served[i].round;
-    }
-    free (self->served_streams);
-    free (self->served_rounds);
-    self->served_streams = rcd_db_int64_array (streams, self->nserved);
-    self->served_rounds = rcd_db_int64_array (rounds, self->nserved);
-    return self->served_streams && self->served_rounds ? 0 : -1;
-}
-
 /*  Claims one batch within the instances' budgets and queues its frames.
     Returns the number claimed, or -1 on a database error. */
 static int
@@ -844,7 +765,8 @@ s_self_claim_batch (self_t *self)
     int64_t total = s_self_budgets (self);
     if (total <= 0)
         return 0; /* nothing may go now: not an error */
-    if (s_self_served_params (self) != 0)
+    char *streams = NULL, *rounds = NULL;
+    if (rcd_turns_params (self->turns, &streams, &rounds) != 0)
         return -1;
     char limit[24], lease[24], interval[24];
     snprintf (limit, sizeof limit, "%lld", (long long)self->cfg->claim_batch);
@@ -857,11 +779,14 @@ s_self_claim_batch (self_t *self)
                             lease,
                             interval,
                             limit,
-                            self->served_streams,
-                            self->served_rounds};
+                            streams,
+                            rounds};
     rcd_db_res_t *res = NULL;
-    self->round++;
-    if (rcd_db_run (self->db, "claim", 8, params, &res) != 0) {
+    rcd_turns_next_round (self->turns);
+    int rc = rcd_db_run (self->db, "claim", 8, params, &res);
+    free (streams);
+    free (rounds);
+    if (rc != 0) {
         rcd_log_error ("claim failed", "{s:s, s:s}", "error",
                        rcd_db_error (self->db), "sqlstate",
                        rcd_db_sqlstate (self->db));
@@ -882,7 +807,7 @@ s_self_claim_batch (self_t *self)
             .parts_sent = (uint32_t)rcd_db_res_int64 (res, r, 9),
             .part_limit = (uint32_t)rcd_db_res_int64 (res, r, 10),
         };
-        s_self_served (self, rcd_db_res_int64 (res, r, 11));
+        rcd_turns_served (self->turns, rcd_db_res_int64 (res, r, 11));
         /* the ingestor stores only well-formed ids and the column's
            CHECK only their length (migration 0008); a malformed one
            goes as none: the message must still go, and a frame that
