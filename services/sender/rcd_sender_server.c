@@ -64,14 +64,17 @@
     A part after the first of an attempt shows typing for parts_delay_ms
     (the message's delay_ms when longer): Evolution's delay field; Meta
     has none, so the sender waits that long itself. Each part but the
-    last, once accepted, becomes a "part" outcome: parts_sent = k and
-    part_limit, fenced like every outcome, plus a history row "part k of
-    n: <id>". The next part is sent only after that outcome's flush has
+    last, once accepted, becomes a "part" outcome: parts_sent = k,
+    part_limit and the part's gateway id (part_ids, migration 0012),
+    fenced like every outcome, plus a history row "part k of n: <id>". The next part is sent only after that outcome's flush has
     committed and only if the fence let it through (a job fenced off
     ends there: a later attempt owns the message). A failure of part k
     is the message's outcome as usual (retry, failed, unknown) and
     leaves parts_sent = k - 1, so the retry starts at part k; parts
-    already accepted are never sent again. The last part's success is
+    already accepted are never sent again. An unknown outcome of part k
+    also records k, n and part k's bytes in the text (migration 0013), so
+    the gateway's echo or receipt of that part settles it: the rest goes
+    on the next attempt, never part k again. The last part's success is
     the message's: sent, provider_message_id = the last part's id (the
     one whose receipts mean the whole text arrived), parts_sent = n.
     Before each further part the lease is checked: with less than
@@ -318,13 +321,25 @@ static const char *s_sql_failed =
     "       SELECT tenant_id, id, reason, attempts, answer FROM u)"
     "SELECT count(*) FROM u";
 
+/*  An answer lost. For a part of a long text, which part and its bytes
+    in the text are kept (migration 0013), so the gateway's echo or
+    receipt of that part can settle it (rcd_webhook_apply_any). */
 static const char *s_sql_unknown =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"
-    "                                $4::text[], $5::text[])"
-    "             AS v (id, tenant_id, attempt, reason, answer)),"
+    "                                $4::text[], $5::text[], $6::int[],"
+    "                                $7::int[], $8::int[], $9::int[],"
+    "                                $10::int[])"
+    "             AS v (id, tenant_id, attempt, reason, answer, part,"
+    "                   part_limit, nparts, part_at, part_len)),"
     " u AS (UPDATE messages m"
     "          SET status = 'unknown', lease_until = NULL,"
-    "              last_error = v.reason, updated_at = now()"
+    "              last_error = v.reason, updated_at = now(),"
+    "              unknown_part = nullif(v.part, 0),"
+    "              part_count = nullif(v.nparts, 0),"
+    "              unknown_part_at = v.part_at,"
+    "              unknown_part_len = v.part_len,"
+    "              part_limit = coalesce(nullif(v.part_limit, 0),"
+    "                                    m.part_limit)"
     "         FROM v" S_FENCE
     "       RETURNING m.id, m.tenant_id, v.reason, v.answer),"
     " h AS (INSERT INTO message_history (tenant_id, message_id, status,"
@@ -527,8 +542,12 @@ typedef struct {
     int64_t tenant_id;
     int64_t instance_id;
     uint32_t attempt;
-    uint32_t parts;             /* parts accepted so far (0: one-part text) */
+    uint32_t parts;             /* parts accepted so far (0: one-part text);
+                                   S_OUT_UNKNOWN: the part whose answer
+                                   was lost */
     uint32_t part_limit;        /* the split's limit (0: one-part text) */
+    uint32_t nparts;            /* S_OUT_UNKNOWN: parts of the text */
+    uint32_t part_at, part_len; /* S_OUT_UNKNOWN: that part's bytes */
     int64_t retry_ms;           /* S_OUT_RETRY: backoff */
     int64_t pause_ms;           /* throttled: instance pause advised */
     s_circuit_effect_t circuit; /* what it says about the instance */
@@ -912,12 +931,15 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     int64_t *retry = malloc (count * sizeof *retry);
     int64_t *parts = malloc (count * sizeof *parts);
     int64_t *plimit = malloc (count * sizeof *plimit);
+    /* S_OUT_UNKNOWN: parts of the text, the lost part's start and length */
+    int64_t *lost = malloc (3 * count * sizeof *lost);
     char *a_ids = NULL, *a_tenants = NULL, *a_attempts = NULL, *a_retry = NULL;
     char *a_parts = NULL, *a_plimit = NULL;
+    char *a_lost[3] = {NULL, NULL, NULL};
     char *t1 = NULL, *t2 = NULL;
     size_t t1_len = 0, t1_cap = 0, t2_len = 0, t2_cap = 0;
     int64_t rc = -1;
-    if (!ids || !tenants || !attempts || !retry || !parts || !plimit)
+    if (!ids || !tenants || !attempts || !retry || !parts || !plimit || !lost)
         goto cleanup;
     size_t n = 0;
     for (size_t i = 0; i < self->nout; i++) {
@@ -930,6 +952,9 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         retry[n] = o->retry_ms;
         parts[n] = o->parts;
         plimit[n] = o->part_limit;
+        lost[n] = o->nparts;
+        lost[count + n] = o->part_at;
+        lost[2 * count + n] = o->part_len;
         n++;
         int e = 0;
         if (kind == S_OUT_PART) {
@@ -956,7 +981,11 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     if (!a_ids || !a_tenants || !a_attempts || !a_retry || !a_parts ||
         !a_plimit)
         goto cleanup;
-    const char *params[7] = {a_ids, a_tenants, a_attempts};
+    if (kind == S_OUT_UNKNOWN)
+        for (int k = 0; k < 3; k++)
+            if (!(a_lost[k] = rcd_db_int64_array (lost + (size_t)k * count, n)))
+                goto cleanup;
+    const char *params[10] = {a_ids, a_tenants, a_attempts};
     int nparams = 3;
     if (kind == S_OUT_PART) {
         params[nparams++] = a_parts;
@@ -978,6 +1007,12 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     else if (kind != S_OUT_RELEASE && kind != S_OUT_BLOCKED) {
         params[nparams++] = t1;
         params[nparams++] = t2;
+        if (kind == S_OUT_UNKNOWN) {
+            params[nparams++] = a_parts;
+            params[nparams++] = a_plimit;
+            for (int k = 0; k < 3; k++)
+                params[nparams++] = a_lost[k];
+        }
     }
     rcd_db_res_t *res = NULL;
     if (rcd_db_run (self->db, names[kind], nparams, params, &res) == 0) {
@@ -992,6 +1027,9 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         rcd_db_res_destroy (&res);
     }
 cleanup:
+    for (int k = 0; k < 3; k++)
+        free (a_lost[k]);
+    free (lost);
     free (ids);
     free (tenants);
     free (attempts);
@@ -1778,9 +1816,18 @@ s_self_handle_http (self_t *self)
         s_outcome_t *o = s_self_outcome (
             self, more ? S_OUT_PART : kind_of[g.kind], job->id, job->tenant_id,
             job->instance_id, job->attempt, g.reason, to, job->trace_id);
-        if (job->text && g.kind == RCD_GATEWAY_SUCCESS) {
+        if (job->text &&
+            (g.kind == RCD_GATEWAY_SUCCESS || g.kind == RCD_GATEWAY_UNKNOWN)) {
             o->parts = job->part + 1;
             o->part_limit = job->part_limit;
+        }
+        if (job->text && g.kind == RCD_GATEWAY_UNKNOWN) {
+            size_t at = 0, len = 0;
+            (void)rcd_parts_get (job->text, job->part_limit, job->part, &at,
+                                 &len);
+            o->nparts = job->nparts;
+            o->part_at = (uint32_t)at;
+            o->part_len = (uint32_t)len;
         }
         o->gw_kind = g.kind;
         o->throttled = g.throttled;

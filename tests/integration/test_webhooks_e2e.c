@@ -59,6 +59,7 @@ static const char *const s_env[] = {"RECADO_RETRY_BASE_MS=20",
                                     "RECADO_BATCH_WAIT_MS=5",
                                     "RECADO_LEASE_CHECK_MS=200",
                                     "RECADO_WEBHOOK_REMATCH_MS=100",
+                                    "RECADO_RECIPIENT_INTERVAL_MS=100",
                                     NULL};
 
 typedef struct {
@@ -418,6 +419,34 @@ s_long_read (void *arg)
                          " WHERE status = 'read'") == 2 * S_LONG_PER_GW;
 }
 
+/*  S_LONG_PER_GW long texts to each gateway, to the numbers of messages
+    [0, S_LONG_PER_GW) (Evolution) and [S_PER_GW, S_PER_GW +
+    S_LONG_PER_GW) (Meta). */
+static void
+s_submit_long (s_case_t *c)
+{
+    json_t *items = rcd_test_pipeline_messages (0, S_LONG_PER_GW, "l", S_EVO);
+    json_t *meta =
+        rcd_test_pipeline_messages (S_PER_GW, S_LONG_PER_GW, "l", S_META);
+    json_array_extend (items, meta);
+    json_decref (meta);
+    for (size_t k = 0; k < json_array_size (items); k++) {
+        char text[S_LONG_CHARS + 1];
+        /* words numbered, so that no two parts have the same text */
+        size_t len = (size_t)snprintf (text, sizeof text, "Aviso %zu:", k);
+        for (unsigned w = 0; len + 12 <= S_LONG_CHARS; w++)
+            len +=
+                (size_t)snprintf (text + len, sizeof text - len, " parte%u", w);
+        while (len < S_LONG_CHARS)
+            text[len++] = '.';
+        text[len] = 0;
+        json_object_set_new (json_array_get (items, k), "text",
+                             json_string (text));
+    }
+    assert_int_equal (rcd_test_pipeline_submit (c->p, c->key, items),
+                      2 * S_LONG_PER_GW);
+}
+
 /*  The gateway sends an echo and receipts for every part of a long text
     (Evolution: the echo and three receipts; Meta: three statuses). The
     earlier parts' events find their message through part_ids (migration
@@ -429,24 +458,7 @@ test_events_of_earlier_parts_find_their_message (void **state)
 {
     static const char *const quick_parts[] = {"RECADO_PARTS_DELAY_MS=50", NULL};
     s_case_t *c = s_case_new (state, "wh_parts", NULL, quick_parts);
-    json_t *items = rcd_test_pipeline_messages (0, S_LONG_PER_GW, "l", S_EVO);
-    json_t *meta =
-        rcd_test_pipeline_messages (S_PER_GW, S_LONG_PER_GW, "l", S_META);
-    json_array_extend (items, meta);
-    json_decref (meta);
-    for (size_t k = 0; k < json_array_size (items); k++) {
-        char text[S_LONG_CHARS + 1];
-        size_t len = (size_t)snprintf (text, sizeof text, "Aviso %zu:", k);
-        while (len + 8 <= S_LONG_CHARS)
-            len += (size_t)snprintf (text + len, sizeof text - len, " parte");
-        while (len < S_LONG_CHARS)
-            text[len++] = '.';
-        text[len] = 0;
-        json_object_set_new (json_array_get (items, k), "text",
-                             json_string (text));
-    }
-    assert_int_equal (rcd_test_pipeline_submit (c->p, c->key, items),
-                      2 * S_LONG_PER_GW);
+    s_submit_long (c);
     if (!rcd_test_wait_until (s_long_read, c, S_WAIT_MS)) {
         rcd_test_pipeline_print_counts (c->p, "not all read");
         fail_msg ("long texts not all read");
@@ -457,6 +469,7 @@ test_events_of_earlier_parts_find_their_message (void **state)
                                 " WHERE outcome = 'unmatched'"));
     assert_int_equal (rcd_gwsim_total (c->sim),
                       (size_t)(2 * S_LONG_PER_GW * S_LONG_PARTS));
+    assert_int_equal (rcd_gwsim_duplicates (c->sim), 0);
     assert_int_equal (s_sql_int (c, "SELECT count(*) FROM messages"
                                     " WHERE cardinality(part_ids) = 3"
                                     "   AND parts_sent = 4"
@@ -481,6 +494,63 @@ test_events_of_earlier_parts_find_their_message (void **state)
     rcd_test_pipeline_passed (c->p);
 }
 
+/*  Every part's answer is lost (Evolution's bare 400, Meta's 131000;
+    the simulator sends them all the same). Each part is settled by the
+    gateway's echo of its text (Evolution) or by its first status (Meta:
+    the one 'unknown' message to that number): the message goes back to
+    pending with that part counted and the next attempt sends the next
+    part; the last part's settlement makes it sent, and its receipts
+    read. Every part reaches the gateway once, in order; none is sent
+    again, nothing waits for the reconciliation deadline. */
+static void
+test_a_long_texts_lost_answers_are_settled_part_by_part (void **state)
+{
+    static const char *const quick_parts[] = {"RECADO_PARTS_DELAY_MS=50", NULL};
+    s_case_t *c = s_case_new (state, "wh_lost", NULL, quick_parts);
+    json_t *errors = json_object ();
+    for (int i = 0; i < S_LONG_PER_GW; i++) {
+        char digits[32];
+        rcd_test_pipeline_digits (i, digits, sizeof digits);
+        json_object_set_new (errors, digits, json_string ("unknown_400"));
+        rcd_test_pipeline_digits (S_PER_GW + i, digits, sizeof digits);
+        json_object_set_new (errors, digits, json_string ("unknown_400"));
+    }
+    json_t *cfg = json_pack ("{s:o}", "number_errors", errors);
+    char *text = json_dumps (cfg, JSON_COMPACT);
+    json_decref (cfg);
+    assert_int_equal (rcd_gwsim_configure (c->sim, text), 0);
+    free (text);
+
+    s_submit_long (c);
+    if (!rcd_test_wait_until (s_long_read, c, S_WAIT_MS)) {
+        rcd_test_pipeline_print_counts (c->p, "not all read");
+        fail_msg ("long texts not all read");
+    }
+    assert_int_equal (rcd_gwsim_errors (c->sim, "unknown_400"),
+                      (size_t)(2 * S_LONG_PER_GW * S_LONG_PARTS));
+    assert_int_equal (rcd_gwsim_total (c->sim),
+                      (size_t)(2 * S_LONG_PER_GW * S_LONG_PARTS));
+    assert_int_equal (rcd_gwsim_duplicates (c->sim), 0);
+    /* each part went once, on its own attempt, and was settled: three
+       parts back to pending, the last one sent */
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM messages"
+                                    " WHERE attempts = 4 AND parts_sent = 4"
+                                    "   AND cardinality(part_ids) = 3"
+                                    "   AND unknown_part IS NULL"),
+                      2 * S_LONG_PER_GW);
+    assert_int_equal (s_sql_int (c,
+                                 "SELECT count(*) FROM message_history"
+                                 " WHERE status = 'pending'"
+                                 "   AND detail LIKE 'part _ of 4 settled%'"),
+                      2 * S_LONG_PER_GW * (S_LONG_PARTS - 1));
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM message_history"
+                                    " WHERE detail LIKE 'outcome of the last"
+                                    " part settled%'"),
+                      2 * S_LONG_PER_GW);
+    assert_int_equal (s_sql_int (c, "SELECT count(*) FROM dead_letters"), 0);
+    rcd_test_pipeline_passed (c->p);
+}
+
 int
 main (void)
 {
@@ -493,6 +563,8 @@ main (void)
             test_receipts_before_the_send_is_recorded_are_rematched, teardown),
         cmocka_unit_test_teardown (
             test_events_of_earlier_parts_find_their_message, teardown),
+        cmocka_unit_test_teardown (
+            test_a_long_texts_lost_answers_are_settled_part_by_part, teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
