@@ -72,7 +72,7 @@
     is the message's outcome as usual (retry, failed, unknown) and
     leaves parts_sent = k - 1, so the retry starts at part k; parts
     already accepted are never sent again. An unknown outcome of part k
-    also records k, n and part k's bytes in the text (migration 0013), so
+    also records k, n and part k's bytes in the text (migration 0012), so
     the gateway's echo or receipt of that part settles it: the rest goes
     on the next attempt, never part k again. The last part's success is
     the message's: sent, provider_message_id = the last part's id (the
@@ -322,7 +322,7 @@ static const char *s_sql_failed =
     "SELECT count(*) FROM u";
 
 /*  An answer lost. For a part of a long text, which part and its bytes
-    in the text are kept (migration 0013), so the gateway's echo or
+    in the text are kept (migration 0012), so the gateway's echo or
     receipt of that part can settle it (rcd_webhook_apply_any). */
 static const char *s_sql_unknown =
     "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[],"

@@ -316,6 +316,18 @@ s_verify_api (s_case_t *c)
     }
 }
 
+/*  The simulator answers every send to the numbers errors names
+    (digits -> error; stolen) with that error. */
+static void
+s_lose_answers (s_case_t *c, json_t *errors)
+{
+    json_t *cfg = json_pack ("{s:o}", "number_errors", errors);
+    char *text = json_dumps (cfg, JSON_COMPACT);
+    json_decref (cfg);
+    assert_int_equal (rcd_gwsim_configure (c->sim, text), 0);
+    free (text);
+}
+
 static void
 test_receipts_end_every_message_read_once (void **state)
 {
@@ -345,11 +357,7 @@ test_unknown_outcomes_are_settled_by_echo_or_receipt (void **state)
         rcd_test_pipeline_digits (i, digits, sizeof digits);
         json_object_set_new (errors, digits, json_string ("unknown_400"));
     }
-    json_t *cfg = json_pack ("{s:o}", "number_errors", errors);
-    char *text = json_dumps (cfg, JSON_COMPACT);
-    json_decref (cfg);
-    assert_int_equal (rcd_gwsim_configure (c->sim, text), 0);
-    free (text);
+    s_lose_answers (c, errors);
 
     s_submit (c, "unknown");
     s_wait_read_and_quiet (c);
@@ -515,11 +523,7 @@ test_a_long_texts_lost_answers_are_settled_part_by_part (void **state)
         rcd_test_pipeline_digits (S_PER_GW + i, digits, sizeof digits);
         json_object_set_new (errors, digits, json_string ("unknown_400"));
     }
-    json_t *cfg = json_pack ("{s:o}", "number_errors", errors);
-    char *text = json_dumps (cfg, JSON_COMPACT);
-    json_decref (cfg);
-    assert_int_equal (rcd_gwsim_configure (c->sim, text), 0);
-    free (text);
+    s_lose_answers (c, errors);
 
     s_submit_long (c);
     if (!rcd_test_wait_until (s_long_read, c, S_WAIT_MS)) {
