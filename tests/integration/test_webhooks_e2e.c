@@ -508,7 +508,7 @@ test_events_of_earlier_parts_find_their_message (void **state)
     the one 'unknown' message to that number): the message goes back to
     pending with that part counted and the next attempt sends the next
     part; the last part's settlement makes it sent, and its receipts
-    read. Every part reaches the gateway once, in order; none is sent
+    read. Every part reaches the gateway once (one attempt each); none is sent
     again, nothing waits for the reconciliation deadline. */
 static void
 test_a_long_texts_lost_answers_are_settled_part_by_part (void **state)
