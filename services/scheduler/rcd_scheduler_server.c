@@ -25,7 +25,9 @@
            tenants.timezone, PostgreSQL rcd_business_open) are open now
            are claimed; a message due while its tenant is closed stays
            pending and is claimed by the first poll after the window
-           opens, in priority then send_at order.
+           opens, in priority order, taking turns between the tenant's
+           campaigns and its other messages (rcd_turns), each in
+           send_at order.
 
     Sender numbers. Before each claim the instances are read (one small
     query): an instance is usable when enabled, its health is not
