@@ -932,14 +932,16 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
     int64_t *parts = malloc (count * sizeof *parts);
     int64_t *plimit = malloc (count * sizeof *plimit);
     /* S_OUT_UNKNOWN: parts of the text, the lost part's start and length */
-    int64_t *lost = malloc (3 * count * sizeof *lost);
+    int64_t *lost =
+        kind == S_OUT_UNKNOWN ? malloc (3 * count * sizeof *lost) : NULL;
     char *a_ids = NULL, *a_tenants = NULL, *a_attempts = NULL, *a_retry = NULL;
     char *a_parts = NULL, *a_plimit = NULL;
     char *a_lost[3] = {NULL, NULL, NULL};
     char *t1 = NULL, *t2 = NULL;
     size_t t1_len = 0, t1_cap = 0, t2_len = 0, t2_cap = 0;
     int64_t rc = -1;
-    if (!ids || !tenants || !attempts || !retry || !parts || !plimit || !lost)
+    if (!ids || !tenants || !attempts || !retry || !parts || !plimit ||
+        (kind == S_OUT_UNKNOWN && !lost))
         goto cleanup;
     size_t n = 0;
     for (size_t i = 0; i < self->nout; i++) {
@@ -952,9 +954,11 @@ s_self_flush_kind (self_t *self, s_out_kind_t kind, int64_t *second)
         retry[n] = o->retry_ms;
         parts[n] = o->parts;
         plimit[n] = o->part_limit;
-        lost[n] = o->nparts;
-        lost[count + n] = o->part_at;
-        lost[2 * count + n] = o->part_len;
+        if (lost) {
+            lost[n] = o->nparts;
+            lost[count + n] = o->part_at;
+            lost[2 * count + n] = o->part_len;
+        }
         n++;
         int e = 0;
         if (kind == S_OUT_PART) {
